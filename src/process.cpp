@@ -217,7 +217,11 @@ void Process::start() {
     if (st.daemon) (void)lifeline.write.release();  // already closed by the registry's atfork handler
     forget.fd = -1;
     sentinel_pipe.read.reset();
-    (void)sentinel_pipe.write.release();  // held until we exit: its EOF is the parent's sentinel
+    if (sentinel_pipe.write) {
+      // Held until we exit: its EOF is the parent's sentinel. Our own children must not inherit it, or
+      // the parent would wait for our descendants too.
+      detail::close_in_children(sentinel_pipe.write.release());
+    }
     detail::set_in_child();
     try {
       ProcessInfo parent_info{me.name, parent, me.daemon};

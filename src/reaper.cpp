@@ -442,6 +442,17 @@ void Reaper::adopt(pid_t pid, std::function<void(pid_t, ExitStatus)> on_exit) {
     if (errno == ECHILD) throw UsageError("Reaper::adopt: pid " + std::to_string(pid) + " is not a child of this process");
     detail::posix::throw_errno("waitid");
   }
+  {
+    // Already ours (a Process, or adopted before): keep its record, which the owner shares, and only
+    // replace the callback.
+    auto& r = detail::Registry::get();
+    std::lock_guard lock(r.mu);
+    auto it = r.live.find(pid);
+    if (it != r.live.end()) {
+      it->second.on_exit = std::move(on_exit);
+      return;
+    }
+  }
   detail::posix::UniqueFd fd;
   bool is_pidfd = false;
   if (detail::posix::have_pidfd()) {
