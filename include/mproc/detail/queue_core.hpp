@@ -1,0 +1,39 @@
+// mproc/detail/queue_core.hpp — the non-template core of Queue<T>: byte records through the shared
+// ring (src/shm/ring.cpp). Not part of the public API; Queue<T> needs to see it.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "mproc/export.hpp"
+
+namespace mproc::detail {
+
+class MPROC_API QueueCore {
+ public:
+  QueueCore(std::size_t maxsize, std::size_t capacity_bytes);
+  ~QueueCore();
+  QueueCore(const QueueCore&) = delete;
+  QueueCore& operator=(const QueueCore&) = delete;
+
+  /// block=false: never wait. timeout nullopt: wait forever. Throws Full, UsageError after close().
+  void put(std::span<const std::byte> record, bool block, std::optional<std::chrono::nanoseconds> timeout);
+  /// Throws Empty.
+  std::vector<std::byte> get(bool block, std::optional<std::chrono::nanoseconds> timeout);
+  std::size_t qsize() const noexcept;
+  std::size_t maxsize() const noexcept;
+  void close() noexcept;
+  bool closed() const noexcept;
+  void task_done();
+  void join();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace mproc::detail

@@ -1,0 +1,330 @@
+#include "shm/ring.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <new>
+#include <stdexcept>
+
+#include "mproc/error.hpp"
+#include "shm/futex.hpp"
+#include "shm/robust_mutex.hpp"
+#include "trace.hpp"
+
+namespace mproc::detail::shm {
+
+namespace {
+using u32 = std::uint32_t;
+using u64 = std::uint64_t;
+
+constexpr u64 kMagic = 0x6d70726f6352696eULL;  // "mprocRin"
+constexpr u32 kChunkMagic = 0x4d500000u;
+constexpr u32 kMagicMask = 0xfff00000u;
+constexpr u32 kFirst = 1, kLast = 2;
+constexpr u64 kChunkHeader = 16;
+constexpr u64 kMinCapacity = 4096;
+constexpr u64 kMaxChunk = u64{1} << 30;
+constexpr u64 kMaxRecord = u64{1} << 40;  // 1 TiB: a sanity bound on a header read from shared memory
+constexpr auto kSlice = std::chrono::milliseconds(100);
+
+struct ChunkHeader {
+  u32 flags;
+  u32 len;
+  u64 total;
+};
+static_assert(sizeof(ChunkHeader) == kChunkHeader);
+
+// One-entry redo log for a two-word update. The values are written, then `valid` (release); a holder
+// that dies with valid == 1 left an update the next holder re-applies (the stores are idempotent).
+struct Journal {
+  std::atomic<u32> valid{0};
+  std::atomic<u64> a{0}, b{0};
+};
+
+// RAII unlock for a robust mutex already acquired.
+struct Unlock {
+  RobustMutex& m;
+  ~Unlock() { m.unlock(); }
+};
+
+}  // namespace
+
+struct alignas(64) RingHeader {
+  u64 magic;
+  u64 capacity;
+  u64 maxsize;
+  RobustMutex put_lock;
+  RobustMutex get_lock;
+  // Producer side: written only by the put_lock holder.
+  alignas(64) std::atomic<u64> head{0};
+  std::atomic<u64> items_put{0};
+  Journal put_journal;
+  // Consumer side: written only by the get_lock holder.
+  alignas(64) std::atomic<u64> tail{0};
+  std::atomic<u64> items_got{0};
+  Journal get_journal;
+  // Wake-ups. data: head moved; space: tail or items_got moved; done: tasks_done moved.
+  alignas(64) std::atomic<u32> data_seq{0};
+  std::atomic<u32> data_waiters{0};
+  alignas(64) std::atomic<u32> space_seq{0};
+  std::atomic<u32> space_waiters{0};
+  alignas(64) std::atomic<u64> tasks_done{0};
+  std::atomic<u32> done_seq{0};
+  std::atomic<u32> done_waiters{0};
+};
+
+namespace {
+
+// Wait until pred() holds or the deadline passes, sleeping on seq. The waiter count lets the waking
+// side skip the futex syscall when nobody sleeps. Order (all seq_cst): waiters++, read seq, re-check
+// pred, sleep while seq unchanged; the waker publishes its state, then reads waiters and bumps seq.
+template <class Pred>
+bool wait_until(std::atomic<u32>& seq, std::atomic<u32>& waiters, Pred pred, const posix::Deadline& d) {
+  for (;;) {
+    if (pred()) return true;
+    auto left = d.remaining();
+    if (left && left->count() == 0) return false;
+    waiters.fetch_add(1);
+    u32 s = seq.load();
+    if (pred()) {
+      waiters.fetch_sub(1);
+      return true;
+    }
+    std::chrono::nanoseconds slice = kSlice;
+    if (left && *left < slice) slice = *left;
+    futex_wait(seq, s, slice);
+    waiters.fetch_sub(1);
+  }
+}
+
+void wake(std::atomic<u32>& seq, std::atomic<u32>& waiters) noexcept {
+  if (waiters.load() == 0) return;
+  seq.fetch_add(1);
+  futex_wake_all(seq);
+}
+
+[[noreturn]] void corrupted(const char* what) {
+  throw mproc::Error(std::string("queue ring corrupted: ") + what);
+}
+
+}  // namespace
+
+Ring::Ring(std::size_t capacity_bytes, std::size_t maxsize)
+    : seg_(sizeof(RingHeader) + std::max<u64>(capacity_bytes, kMinCapacity)),
+      h_(nullptr),
+      data_(nullptr),
+      cap_(std::max<u64>(capacity_bytes, kMinCapacity)) {
+  h_ = new (seg_.data()) RingHeader();
+  h_->magic = kMagic;
+  h_->capacity = cap_;
+  h_->maxsize = maxsize;
+  h_->put_lock.init();
+  h_->get_lock.init();
+  data_ = static_cast<std::byte*>(seg_.data()) + sizeof(RingHeader);
+}
+
+// The header is trivially destructible shared state; the mapping goes with seg_.
+Ring::~Ring() = default;
+
+void Ring::copy_in(u64 pos, const void* src, std::size_t n) noexcept {
+  u64 off = pos % cap_;
+  std::size_t first = static_cast<std::size_t>(std::min<u64>(n, cap_ - off));
+  std::memcpy(data_ + off, src, first);
+  if (first < n) std::memcpy(data_, static_cast<const std::byte*>(src) + first, n - first);
+}
+
+void Ring::copy_out(u64 pos, void* dst, std::size_t n) const noexcept {
+  u64 off = pos % cap_;
+  std::size_t first = static_cast<std::size_t>(std::min<u64>(n, cap_ - off));
+  std::memcpy(dst, data_ + off, first);
+  if (first < n) std::memcpy(static_cast<std::byte*>(dst) + first, data_, n - first);
+}
+
+void Ring::repair_put() noexcept {
+  trace("queue: a producer died holding the put lock; repairing");
+  auto& j = h_->put_journal;
+  if (j.valid.load(std::memory_order_acquire)) {
+    h_->items_put.store(j.b.load());
+    h_->head.store(j.a.load());
+    j.valid.store(0, std::memory_order_release);
+  }
+  // Bytes past head that the dead producer wrote are invisible and will be overwritten; a record it
+  // left half-published is dropped by consumers (no LAST chunk follows).
+  wake(h_->data_seq, h_->data_waiters);
+}
+
+void Ring::repair_get() noexcept {
+  trace("queue: a consumer died holding the get lock; repairing");
+  auto& j = h_->get_journal;
+  if (j.valid.load(std::memory_order_acquire)) {
+    h_->tail.store(j.a.load());
+    h_->items_got.store(j.b.load());
+    j.valid.store(0, std::memory_order_release);
+  }
+  wake(h_->space_seq, h_->space_waiters);
+}
+
+bool Ring::put(std::span<const std::byte> rec, const posix::Deadline& d) {
+  const u64 maxsize = h_->maxsize;
+  auto room_for_item = [&] { return maxsize == 0 || qsize() < maxsize; };
+  // Wait for the item limit before queueing on the lock, so a full queue does not hold the lock.
+  if (!wait_until(h_->space_seq, h_->space_waiters, room_for_item, d)) return false;
+  auto r = h_->put_lock.lock(d);
+  if (r == LockResult::timed_out) return false;
+  if (r == LockResult::owner_died) {
+    repair_put();
+    h_->put_lock.make_consistent();
+  }
+  Unlock unlock{h_->put_lock};
+  if (!wait_until(h_->space_seq, h_->space_waiters, room_for_item, d)) return false;
+
+  const u64 total = rec.size();
+  u64 off = 0;
+  bool first = true;
+  while (first || off < total) {
+    const u64 remaining = total - off;
+    const u64 head = h_->head.load(std::memory_order_relaxed);
+    auto free_bytes = [&] { return cap_ - (head - h_->tail.load(std::memory_order_acquire)); };
+    // A record that fits goes in one chunk; a larger one streams in chunks of at least a quarter ring.
+    const u64 need = remaining + kChunkHeader <= cap_ ? remaining + kChunkHeader
+                                                      : kChunkHeader + std::min(remaining, cap_ / 4);
+    if (!wait_until(h_->space_seq, h_->space_waiters, [&] { return free_bytes() >= need; }, d)) {
+      // Timed out, possibly mid-record: what was published is dropped by consumers, since no LAST
+      // chunk will follow and this put_lock is released.
+      return false;
+    }
+    const u64 len = std::min({remaining, free_bytes() - kChunkHeader, kMaxChunk});
+    const bool last = off + len == total;
+    ChunkHeader ch{kChunkMagic | (first ? kFirst : 0) | (last ? kLast : 0), static_cast<u32>(len), total};
+    copy_in(head, &ch, sizeof ch);
+    copy_in(head + kChunkHeader, rec.data() + off, static_cast<std::size_t>(len));
+    const u64 new_head = head + kChunkHeader + len;
+    if (last) {
+      auto& j = h_->put_journal;
+      j.a.store(new_head);
+      j.b.store(h_->items_put.load() + 1);
+      j.valid.store(1, std::memory_order_release);
+      h_->items_put.store(j.b.load());
+      h_->head.store(new_head, std::memory_order_release);
+      j.valid.store(0, std::memory_order_release);
+    } else {
+      h_->head.store(new_head, std::memory_order_release);
+    }
+    wake(h_->data_seq, h_->data_waiters);
+    off += len;
+    first = false;
+  }
+  return true;
+}
+
+void Ring::consume(u64 tail, u64 bytes, bool last) noexcept {
+  if (last) {
+    auto& j = h_->get_journal;
+    j.a.store(tail + bytes);
+    j.b.store(h_->items_got.load() + 1);
+    j.valid.store(1, std::memory_order_release);
+    h_->tail.store(j.a.load(), std::memory_order_release);
+    h_->items_got.store(j.b.load());
+    j.valid.store(0, std::memory_order_release);
+  } else {
+    h_->tail.store(tail + bytes, std::memory_order_release);
+  }
+  wake(h_->space_seq, h_->space_waiters);
+}
+
+std::optional<std::vector<std::byte>> Ring::get(const posix::Deadline& d) {
+  auto r = h_->get_lock.lock(d);
+  if (r == LockResult::timed_out) return std::nullopt;
+  if (r == LockResult::owner_died) {
+    repair_get();
+    h_->get_lock.make_consistent();
+  }
+  Unlock unlock{h_->get_lock};
+
+  std::vector<std::byte> buf;
+  bool assembling = false;
+  u64 got = 0, total = 0;
+  for (;;) {
+    const u64 tail = h_->tail.load(std::memory_order_relaxed);
+    auto has_data = [&] { return h_->head.load(std::memory_order_acquire) != tail; };
+    if (!has_data()) {
+      if (!assembling) {
+        if (!wait_until(h_->data_seq, h_->data_waiters, has_data, d)) return std::nullopt;
+        continue;
+      }
+      // Mid-record and nothing more yet: is its producer still there? A live producer holds the
+      // put_lock from a record's first chunk to its last.
+      auto pr = h_->put_lock.try_lock();
+      if (pr != LockResult::timed_out) {
+        if (pr == LockResult::owner_died) {
+          repair_put();
+          h_->put_lock.make_consistent();
+        }
+        bool more = has_data();
+        h_->put_lock.unlock();
+        if (!more) {
+          trace("queue: dropping a partial record (%llu of %llu bytes): its producer is gone",
+                static_cast<unsigned long long>(got), static_cast<unsigned long long>(total));
+          assembling = false;
+          buf = {};
+        }
+        continue;
+      }
+      // The producer lives: keep receiving, re-checking at least every slice.
+      wait_until(h_->data_seq, h_->data_waiters, has_data, posix::Deadline(kSlice));
+      continue;
+    }
+    const u64 head = h_->head.load(std::memory_order_acquire);
+    if (head - tail < kChunkHeader || head - tail > cap_) corrupted("head/tail out of range");
+    ChunkHeader ch;
+    copy_out(tail, &ch, sizeof ch);
+    if ((ch.flags & kMagicMask) != kChunkMagic || ch.len > head - tail - kChunkHeader) corrupted("bad chunk header");
+    const bool is_first = ch.flags & kFirst, is_last = ch.flags & kLast;
+    if (is_first) {
+      if (assembling)
+        trace("queue: dropping a partial record (%llu of %llu bytes): a new record began",
+              static_cast<unsigned long long>(got), static_cast<unsigned long long>(total));
+      if (ch.total > kMaxRecord || ch.len > ch.total) corrupted("bad record length");
+      assembling = true;
+      got = 0;
+      total = ch.total;
+      buf.resize(static_cast<std::size_t>(total));
+    } else if (!assembling) {
+      // The rest of a record whose consumer died mid-way: it was taken, drop it.
+      consume(tail, kChunkHeader + ch.len, is_last);
+      continue;
+    }
+    if (got + ch.len > total) corrupted("chunk past the end of its record");
+    copy_out(tail + kChunkHeader, buf.data() + got, ch.len);
+    got += ch.len;
+    if (is_last && got != total) corrupted("record shorter than announced");
+    consume(tail, kChunkHeader + ch.len, is_last);
+    if (is_last) return buf;
+  }
+}
+
+std::size_t Ring::qsize() const noexcept {
+  u64 got = h_->items_got.load(std::memory_order_acquire);
+  u64 put = h_->items_put.load(std::memory_order_acquire);
+  return put > got ? static_cast<std::size_t>(put - got) : 0;
+}
+
+std::size_t Ring::maxsize() const noexcept { return static_cast<std::size_t>(h_->maxsize); }
+std::size_t Ring::capacity() const noexcept { return static_cast<std::size_t>(cap_); }
+
+bool Ring::task_done() noexcept {
+  u64 done = h_->tasks_done.load();
+  for (;;) {
+    if (done >= h_->items_put.load()) return false;
+    if (h_->tasks_done.compare_exchange_weak(done, done + 1)) break;
+  }
+  wake(h_->done_seq, h_->done_waiters);
+  return true;
+}
+
+bool Ring::join(const posix::Deadline& d) {
+  return wait_until(h_->done_seq, h_->done_waiters,
+                    [&] { return h_->tasks_done.load() >= h_->items_put.load(); }, d);
+}
+
+}  // namespace mproc::detail::shm

@@ -1,0 +1,70 @@
+// src/shm/ring.hpp — the crash-safe, multi-producer/multi-consumer byte ring under the queues.
+//
+// Records of any size pass: a record that does not fit streams through the ring in chunks while a
+// consumer drains it. Every process forked after construction shares the ring (anonymous shared
+// memory, nothing in /dev/shm). A producer or consumer killed at any instant never blocks the others
+// forever and never makes them see a torn record. docs/design/queue.md gives the protocol and its
+// invariants; the short version:
+//   * producers serialize whole records on a robust put_lock, consumers on a robust get_lock, so the
+//     ring itself is single-producer/single-consumer between the current holders;
+//   * bytes are written first and published by one release store of `head` (consumers: of `tail`);
+//     multi-word updates (head + item count) go through a one-entry redo journal that the next
+//     holder re-applies after EOWNERDEAD;
+//   * chunks carry FIRST/LAST flags; a consumer drops a partial record when its producer is gone
+//     (the put_lock is free or was owned by a dead process) or a new FIRST chunk shows up, and drops
+//     chunks that do not start a record (left by a consumer that died mid-record);
+//   * sleeping is on futexes, in slices of at most 100 ms, so a waker killed between publishing and
+//     waking costs a waiter at most one slice.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "posix/fd.hpp"
+#include "shm/segment.hpp"
+
+namespace mproc::detail::shm {
+
+struct RingHeader;
+
+class Ring {
+ public:
+  /// capacity_bytes: size of the data area (at least 4 KiB is used); maxsize: item limit, 0 = none.
+  /// std::system_error if the shared mapping fails.
+  Ring(std::size_t capacity_bytes, std::size_t maxsize);
+  ~Ring();
+  Ring(const Ring&) = delete;
+  Ring& operator=(const Ring&) = delete;
+
+  /// Append one record. False if the deadline passed first (item limit reached or no room); nothing of
+  /// the record is delivered then. Blocks while full.
+  bool put(std::span<const std::byte> record, const posix::Deadline& deadline);
+  /// Take one whole record. nullopt if none started arriving before the deadline. A record whose
+  /// streaming has begun is received to its end as long as its producer lives.
+  std::optional<std::vector<std::byte>> get(const posix::Deadline& deadline);
+
+  std::size_t qsize() const noexcept;
+  std::size_t maxsize() const noexcept;
+  std::size_t capacity() const noexcept;
+  /// One more task done; false if that would exceed the items ever put (task_done too often).
+  bool task_done() noexcept;
+  /// Wait until every item ever put was marked done. False on deadline.
+  bool join(const posix::Deadline& deadline);
+
+ private:
+  void repair_put() noexcept;
+  void repair_get() noexcept;
+  void copy_in(std::uint64_t pos, const void* src, std::size_t n) noexcept;
+  void copy_out(std::uint64_t pos, void* dst, std::size_t n) const noexcept;
+  void consume(std::uint64_t tail, std::uint64_t bytes, bool last) noexcept;
+
+  AnonymousSegment seg_;
+  RingHeader* h_;
+  std::byte* data_;
+  std::uint64_t cap_;
+};
+
+}  // namespace mproc::detail::shm
