@@ -7,6 +7,7 @@
 #include "mproc/detail/queue_core.hpp"
 #include "mproc/error.hpp"
 #include "posix/fd.hpp"
+#include "runtime.hpp"
 #include "shm/ring.hpp"
 
 namespace mproc::detail {
@@ -38,8 +39,8 @@ std::vector<std::byte> QueueCore::get(bool block, std::optional<std::chrono::nan
 
 std::size_t QueueCore::qsize() const noexcept { return impl_->ring.qsize(); }
 std::size_t QueueCore::maxsize() const noexcept { return impl_->ring.maxsize(); }
-void QueueCore::close() noexcept { impl_->closed_by.store(::getpid()); }
-bool QueueCore::closed() const noexcept { return impl_->closed_by.load() == ::getpid(); }
+void QueueCore::close() noexcept { impl_->closed_by.store(current_pid()); }
+bool QueueCore::closed() const noexcept { return impl_->closed_by.load() == current_pid(); }
 
 void QueueCore::task_done() {
   if (!impl_->ring.task_done()) throw UsageError("JoinableQueue::task_done: called more times than items were put");

@@ -156,6 +156,24 @@ void finish_child(int code) noexcept {
   posix::child_exit(code);
 }
 
+namespace {
+std::atomic<pid_t> g_pid{0};
+}
+
+pid_t current_pid() noexcept {
+  pid_t p = g_pid.load(std::memory_order_relaxed);
+  if (p == 0) {
+    static const bool registered = [] {
+      pthread_atfork(nullptr, nullptr, [] { g_pid.store(::getpid(), std::memory_order_relaxed); });
+      return true;
+    }();
+    (void)registered;
+    p = ::getpid();
+    g_pid.store(p, std::memory_order_relaxed);
+  }
+  return p;
+}
+
 bool in_child() noexcept { return g_in_child; }
 void set_in_child() noexcept { g_in_child = true; }
 

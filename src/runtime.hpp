@@ -7,6 +7,8 @@
 #include <functional>
 #include <string>
 
+#include <sys/types.h>
+
 namespace mproc::detail {
 
 /// Register fn(code) to run at normal exit of *this* process (hooks registered in a parent do not run
@@ -34,6 +36,10 @@ std::atomic<int>& internal_threads() noexcept;
 /// End a forked child: its exit hooks (own on_exit hooks, then its own children's cleanup), flush
 /// stdio, _exit(code).
 [[noreturn]] void finish_child(int code) noexcept;
+
+/// getpid() without a system call (glibc stopped caching it): kept up to date by a pthread_atfork
+/// child handler. For hot paths only.
+pid_t current_pid() noexcept;
 
 /// True in a process mproc forked to run a target (Process, spawn_detached grandchild).
 bool in_child() noexcept;

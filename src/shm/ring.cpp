@@ -80,6 +80,15 @@ namespace {
 // pred, sleep while seq unchanged; the waker publishes its state, then reads waiters and bumps seq.
 template <class Pred>
 bool wait_until(std::atomic<u32>& seq, std::atomic<u32>& waiters, Pred pred, const posix::Deadline& d) {
+  // Spin briefly first: the other side is usually on another core and about to publish, and a futex
+  // sleep plus wake costs two system calls per item. Bounded, so an oversubscribed machine loses
+  // little.
+  for (int i = 0; i < 2000; ++i) {
+    if (pred()) return true;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
   for (;;) {
     if (pred()) return true;
     auto left = d.remaining();
