@@ -1,4 +1,4 @@
-// Connection, Pipe and wait (API.md §9). Frame format and the reasons behind the limits:
+// Connection, Pipe and wait (API.md §9). Frame format, records and the reasons behind the limits:
 // docs/design/connection.md.
 #include "mproc/connection.hpp"
 
@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstring>
 #include <ctime>
 #include <string>
 #include <system_error>
@@ -26,11 +27,20 @@ namespace px = detail::posix;
 
 namespace detail {
 
+// How frames travel on an fd.
+//   records: a SOCK_SEQPACKET socket (duplex Pipe). A frame is cut into records of at most kRecord
+//            bytes (the first holds the header); a read never returns more than one record, so the
+//            receiver can offer a large buffer and get a whole small message in one system call
+//            without ever taking bytes of the next message.
+//   stream:  a SOCK_STREAM socket (adopted fd): the receiver reads exactly the header, then the body.
+//   pipe:    a pipe or FIFO: as stream, plus the SIGPIPE guard on writes.
+enum class Transport : unsigned char { records, stream, pipe };
+
 // One end, shared by every copy of a Connection in this process. fd and broken are atomics only so that
 // a sender and a receiver thread on one duplex end never race on them; the class does not promise more
 // (see the header).
 struct ConnectionState {
-  ConnectionState(int f, bool r, bool w, bool sock) noexcept : fd(f), readable(r), writable(w), socket(sock) {}
+  ConnectionState(int f, bool r, bool w, Transport t) noexcept : fd(f), readable(r), writable(w), transport(t) {}
   ~ConnectionState() { px::UniqueFd(fd.exchange(-1)); }  // closes it (never retried on EINTR)
   ConnectionState(const ConnectionState&) = delete;
   ConnectionState& operator=(const ConnectionState&) = delete;
@@ -38,7 +48,7 @@ struct ConnectionState {
   std::atomic<int> fd;
   const bool readable;
   const bool writable;
-  const bool socket;  // sendmsg(MSG_NOSIGNAL) works; otherwise a pipe (SIGPIPE guard)
+  const Transport transport;
   std::atomic<bool> broken{false};
   std::atomic<std::size_t> max_message{Connection::default_max_message_size};
 };
@@ -47,9 +57,18 @@ struct ConnectionState {
 
 namespace {
 
+using detail::ConnectionState;
+using detail::Transport;
+
 constexpr std::size_t kHeader = 8;
-// The receive buffer starts at min(length, kFirstChunk) and doubles (capped at the length) only when the
-// bytes that arrived have filled it: it never exceeds max(kFirstChunk, 2 × bytes received).
+// Largest record a sender makes (header included) and the buffer a receiver offers for a frame's first
+// record. 64 KiB fits the default AF_UNIX send buffer (net.core.wmem_default, 208 KiB) several times
+// over; a sender that still meets EMSGSIZE halves it (receivers accept any smaller record).
+constexpr std::size_t kRecord = std::size_t{64} << 10;
+constexpr std::size_t kMinRecord = std::size_t{1} << 10;
+// The body buffer starts at min(length, kFirstChunk) and grows (doubling, capped at the length) only
+// when the bytes that arrived have (nearly) filled it: it never exceeds max(kFirstChunk,
+// 2 × bytes received + kRecord). A claimed length alone never allocates more than kFirstChunk.
 constexpr std::size_t kFirstChunk = std::size_t{1} << 20;
 
 void put_le64(unsigned char* out, std::uint64_t v) noexcept {
@@ -67,11 +86,22 @@ void wait_for(int fd, short events) {
   px::poll_until(&p, 1, px::Deadline(std::nullopt));
 }
 
+[[noreturn]] void throw_broken(ConnectionState& s, const std::string& what) {
+  s.broken.store(true, std::memory_order_relaxed);
+  throw Error(what);
+}
+
+std::string too_long(std::uint64_t len, const char* which, std::size_t limit) {
+  return "message too long: " + std::to_string(len) + " bytes, " + which + " is " + std::to_string(limit);
+}
+
+// ---- sending ------------------------------------------------------------------------------------
+
 // While alive, SIGPIPE is blocked in the calling thread; a SIGPIPE raised meanwhile by our write is
 // consumed before the old mask comes back, so it is never delivered. A SIGPIPE that was already pending
-// before (raised by someone else, while the program had it blocked) is left alone. This is the usual
-// way to write to a pipe without SIGPIPE when the process disposition may not be changed (a library
-// must not touch it): signal(7), and e.g. curl's sigpipe_ignore, git's, libressl's.
+// before (raised by someone else while the program had it blocked) is left alone. This is the usual way
+// to write to a pipe without SIGPIPE when the process disposition may not be changed (a library must
+// not touch it): see signal(7) and pthread_sigmask(3); curl's sigpipe_ignore does the same.
 class SigpipeGuard {
  public:
   SigpipeGuard() noexcept {
@@ -85,7 +115,7 @@ class SigpipeGuard {
   ~SigpipeGuard() {
     const int saved = errno;
     if (raised_ && !was_pending_) {
-      // SIGPIPE for a write(2) is directed at the writing thread, so this thread can take it.
+      // The SIGPIPE of a failed write(2) is directed at the writing thread, so this thread can take it.
       const timespec zero{0, 0};
       while (::sigtimedwait(&pipe_set_, nullptr, &zero) < 0 && errno == EINTR) {
       }
@@ -104,11 +134,9 @@ class SigpipeGuard {
   bool raised_ = false;
 };
 
-// Write the whole of iov[0..n) (header, body). Returns 0, or the errno of the failure; *wrote_any says
-// whether part of the frame went out before it.
-int write_frame(int fd, bool socket, iovec* iov, int n, bool* wrote_any) {
-  *wrote_any = false;
-  while (n > 0) {
+// One sendmsg/writev of iov[0..n), EINTR and EAGAIN handled. Bytes written, or -1 with errno.
+ssize_t write_once(int fd, bool socket, iovec* iov, int n) {
+  for (;;) {
     ssize_t w;
     if (socket) {
       msghdr m{};
@@ -118,14 +146,18 @@ int write_frame(int fd, bool socket, iovec* iov, int n, bool* wrote_any) {
     } else {
       w = ::writev(fd, iov, n);
     }
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        wait_for(fd, POLLOUT);
-        continue;
-      }
-      return errno;
-    }
+    if (w >= 0) return w;
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return -1;
+    wait_for(fd, POLLOUT);
+  }
+}
+
+// Stream or pipe: write all of iov[0..n), resuming after short writes. 0 or the errno of the failure.
+int write_stream(int fd, bool socket, iovec* iov, int n, bool* wrote_any) {
+  while (n > 0) {
+    const ssize_t w = write_once(fd, socket, iov, n);
+    if (w < 0) return errno;
     *wrote_any = true;
     auto left = static_cast<std::size_t>(w);
     while (n > 0 && left >= iov->iov_len) {
@@ -141,13 +173,64 @@ int write_frame(int fd, bool socket, iovec* iov, int n, bool* wrote_any) {
   return 0;
 }
 
-// read(2) of up to n bytes: > 0 bytes read, 0 at EOF. ECONNRESET (an AF_UNIX peer closed with unread data
-// in its own queue) is EOF for us: Linux reports it once, after our queue is drained, then reads 0.
-// EAGAIN on an fd made non-blocking by someone: wait, then read again. Other errors throw.
-std::size_t read_some_or_eof(int fd, void* buf, std::size_t n) {
+// Records: header + the first part of the body in one record, the rest in records of at most `record`
+// bytes. A SOCK_SEQPACKET send is all or nothing. 0 or the errno of the failure.
+int write_records(int fd, unsigned char* header, std::span<const std::byte> body, bool* wrote_any) {
+  std::size_t record = kRecord;
+  std::size_t off = 0;
+  bool first = true;
+  while (first || off < body.size()) {
+    iovec iov[2];
+    int n = 0;
+    std::size_t part;
+    if (first) {
+      part = std::min(body.size(), record - kHeader);
+      iov[n++] = {header, kHeader};
+    } else {
+      part = std::min(body.size() - off, record);
+    }
+    if (part > 0) iov[n++] = {const_cast<std::byte*>(body.data() + off), part};
+    const std::size_t expect = (first ? kHeader : 0) + part;
+    const ssize_t w = write_once(fd, true, iov, n);
+    if (w < 0) {
+      // A send buffer smaller than a record (a tiny net.core.wmem_default): use smaller records.
+      if (errno == EMSGSIZE && record / 2 >= kMinRecord) {
+        record /= 2;
+        continue;
+      }
+      return errno;
+    }
+    if (static_cast<std::size_t>(w) != expect) return EIO;  // SEQPACKET sends are atomic; never seen
+    *wrote_any = true;
+    off += part;
+    first = false;
+  }
+  return 0;
+}
+
+// ---- receiving ----------------------------------------------------------------------------------
+
+// One read of up to n bytes: > 0 bytes read, 0 at EOF. ECONNRESET (an AF_UNIX peer closed with unread
+// data in its own queue) is EOF for us: Linux reports it once, after our queue is drained, then EOF.
+// EAGAIN on an fd made non-blocking by someone: wait, then read again. A record larger than n (only a
+// sender that does not follow the protocol makes one) breaks the connection. Other errors throw.
+std::size_t read_once(ConnectionState& s, int fd, void* buf, std::size_t n) {
   for (;;) {
-    const ssize_t r = px::read_some(fd, buf, n);
+    ssize_t r;
+    bool truncated = false;
+    if (s.transport == Transport::records) {
+      iovec iov{buf, n};
+      msghdr m{};
+      m.msg_iov = &iov;
+      m.msg_iovlen = 1;
+      r = ::recvmsg(fd, &m, 0);
+      truncated = r >= 0 && (m.msg_flags & MSG_TRUNC) != 0;
+    } else {
+      r = px::read_some(fd, buf, n);
+    }
+    if (truncated) throw_broken(s, "recv_bytes: malformed frame (a record longer than its message)");
     if (r >= 0) return static_cast<std::size_t>(r);
+    if (errno == EINTR) continue;
     if (errno == ECONNRESET) return 0;
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
       wait_for(fd, POLLIN);
@@ -157,101 +240,143 @@ std::size_t read_some_or_eof(int fd, void* buf, std::size_t n) {
   }
 }
 
-std::string too_long(std::uint64_t len, const char* which, std::size_t limit) {
-  return "message too long: " + std::to_string(len) + " bytes, " + which + " is " + std::to_string(limit);
+// Where a frame's first record lands on a records transport: header + up to kRecord - 8 body bytes.
+// One buffer per thread, so a small message costs no allocation beyond its own vector.
+std::byte* first_record_buffer() {
+  thread_local std::unique_ptr<std::byte[]> buf;
+  if (!buf) buf = std::make_unique<std::byte[]>(kRecord);
+  return buf.get();
 }
 
 }  // namespace
 
+// ---- Connection ---------------------------------------------------------------------------------
+
 Connection::Connection() noexcept = default;
+
+Connection::Connection(std::shared_ptr<detail::ConnectionState> st) noexcept : st_(std::move(st)) {}
 
 Connection::Connection(int fd, bool readable, bool writable) {
   if (fd < 0) throw UsageError("Connection: negative fd");
   if (!readable && !writable) throw UsageError("Connection: neither readable nor writable");
   struct stat sb {};
   if (::fstat(fd, &sb) != 0) px::throw_errno("Connection: fstat");
-  st_ = std::make_shared<detail::ConnectionState>(fd, readable, writable, S_ISSOCK(sb.st_mode));
+  Transport t = Transport::pipe;
+  if (S_ISSOCK(sb.st_mode)) {
+    int type = 0;
+    socklen_t len = sizeof type;
+    if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) px::throw_errno("Connection: getsockopt");
+    if (type == SOCK_SEQPACKET)
+      t = Transport::records;
+    else if (type == SOCK_STREAM)
+      t = Transport::stream;
+    else
+      throw UsageError("Connection: the socket is neither SOCK_STREAM nor SOCK_SEQPACKET");
+  }
+  st_ = std::make_shared<detail::ConnectionState>(fd, readable, writable, t);
 }
 
 namespace {
 
 // The state for an I/O call, or the right exception.
-detail::ConnectionState& usable(const std::shared_ptr<detail::ConnectionState>& st, bool need_read,
-                                const char* what) {
+ConnectionState& usable(const std::shared_ptr<ConnectionState>& st, bool need_read, const char* what) {
   if (!st || st->fd.load(std::memory_order_relaxed) < 0)
     throw UsageError(std::string(what) + ": the connection is closed");
   if (need_read && !st->readable) throw UsageError(std::string(what) + ": the connection is write-only");
   if (!need_read && !st->writable) throw UsageError(std::string(what) + ": the connection is read-only");
   if (st->broken.load(std::memory_order_relaxed))
     throw Error(std::string(what) +
-                ": the connection is broken (an earlier message was too long or a write failed half-way)");
+                ": the connection is broken (an earlier message was too long or malformed, or a write failed "
+                "half-way)");
   return *st;
 }
 
 }  // namespace
 
 void Connection::send_bytes(std::span<const std::byte> bytes) {
-  detail::ConnectionState& s = usable(st_, false, "send_bytes");
+  ConnectionState& s = usable(st_, false, "send_bytes");
   const std::size_t limit = s.max_message.load(std::memory_order_relaxed);
   if (bytes.size() > limit) throw Error("send_bytes: " + too_long(bytes.size(), "max_message_size", limit));
 
   unsigned char header[kHeader];
   put_le64(header, bytes.size());
-  iovec iov[2] = {{header, kHeader}, {const_cast<std::byte*>(bytes.data()), bytes.size()}};
-  const int n = bytes.empty() ? 1 : 2;
   const int fd = s.fd.load(std::memory_order_relaxed);
   bool wrote_any = false;
   int err;
-  if (s.socket) {
-    err = write_frame(fd, true, iov, n, &wrote_any);
+  if (s.transport == Transport::records) {
+    err = write_records(fd, header, bytes, &wrote_any);
+    // A SEQPACKET peer that closed with unread data reports ECONNRESET (once) where a stream says EPIPE;
+    // both mean the reader is gone.
+    if (err == ECONNRESET) err = EPIPE;
   } else {
-    SigpipeGuard guard;
-    err = write_frame(fd, false, iov, n, &wrote_any);
-    if (err == EPIPE) guard.epipe();
+    iovec iov[2] = {{header, kHeader}, {const_cast<std::byte*>(bytes.data()), bytes.size()}};
+    const int n = bytes.empty() ? 1 : 2;
+    if (s.transport == Transport::stream) {
+      err = write_stream(fd, true, iov, n, &wrote_any);
+      if (err == ECONNRESET) err = EPIPE;
+    } else {
+      SigpipeGuard guard;
+      err = write_stream(fd, false, iov, n, &wrote_any);
+      if (err == EPIPE) guard.epipe();
+    }
   }
   if (err != 0) {
-    // Half a frame in the stream: the reader would take the next frame's bytes for this body.
+    // Part of a frame is in the stream: the reader would take the next frame's bytes for this body.
     if (wrote_any) s.broken.store(true, std::memory_order_relaxed);
     px::throw_errno(err, "send_bytes");
   }
 }
 
 std::vector<std::byte> Connection::recv_bytes(std::size_t maxlength) {
-  detail::ConnectionState& s = usable(st_, true, "recv_bytes");
+  ConnectionState& s = usable(st_, true, "recv_bytes");
   const int fd = s.fd.load(std::memory_order_relaxed);
+  const bool records = s.transport == Transport::records;
 
+  // The header. On a stream exactly 8 bytes are read, never a byte of what follows. On records the
+  // first record (header and, for a small message, the whole body) arrives in one read.
   unsigned char header[kHeader];
-  std::size_t got = 0;
-  while (got < kHeader) {
-    const std::size_t r = read_some_or_eof(fd, header + got, kHeader - got);
-    if (r == 0) {
-      if (got == 0) throw EOFError("recv_bytes: the other end is closed");
-      throw EOFError("recv_bytes: the other end closed in the middle of a message (" + std::to_string(got) +
-                     " of 8 length bytes)");
+  const std::byte* early = nullptr;  // body bytes that came with the header (records only)
+  std::size_t early_n = 0;
+  {
+    std::byte* first = records ? first_record_buffer() : reinterpret_cast<std::byte*>(header);
+    const std::size_t room = records ? kRecord : kHeader;
+    std::size_t got = 0;
+    while (got < kHeader) {
+      const std::size_t r = read_once(s, fd, first + got, room - got);
+      if (r == 0) {
+        if (got == 0) throw EOFError("recv_bytes: the other end is closed");
+        throw EOFError("recv_bytes: the other end closed in the middle of a message (" + std::to_string(got) +
+                       " of 8 length bytes)");
+      }
+      got += r;
     }
-    got += r;
+    if (records) {
+      std::memcpy(header, first, kHeader);
+      early = first + kHeader;
+      early_n = got - kHeader;
+    }
   }
 
   // Both limits are checked before anything is allocated. The rest of the frame stays unread, so the
   // stream is out of step from here on: the connection is broken.
   const std::uint64_t len = get_le64(header);
   const std::size_t limit = s.max_message.load(std::memory_order_relaxed);
-  if (len > limit) {
-    s.broken.store(true, std::memory_order_relaxed);
-    throw Error("recv_bytes: " + too_long(len, "max_message_size", limit));
-  }
-  if (len > maxlength) {
-    s.broken.store(true, std::memory_order_relaxed);
-    throw Error("recv_bytes: " + too_long(len, "maxlength", maxlength));
-  }
+  if (len > limit) throw_broken(s, "recv_bytes: " + too_long(len, "max_message_size", limit));
+  if (len > maxlength) throw_broken(s, "recv_bytes: " + too_long(len, "maxlength", maxlength));
+  const auto total = static_cast<std::size_t>(len);
+  if (early_n > total)
+    throw_broken(s, "recv_bytes: malformed frame (a record holds " + std::to_string(early_n - total) +
+                        " bytes past the end of its message)");
 
   // Grow only as bytes arrive (see kFirstChunk): a peer that claims 1 GiB and sends 10 bytes costs 1 MiB.
-  const auto total = static_cast<std::size_t>(len);
   std::vector<std::byte> body(std::min(total, kFirstChunk));
-  std::size_t have = 0;
+  if (early_n > 0) std::memcpy(body.data(), early, early_n);
+  std::size_t have = early_n;
   while (have < total) {
-    if (have == body.size()) body.resize(std::min(total, body.size() * 2));
-    const std::size_t r = read_some_or_eof(fd, body.data() + have, body.size() - have);
+    // A record must fit whole where it is read (or the kernel would cut it): keep room for one.
+    const std::size_t need = records ? std::min(kRecord, total - have) : 1;
+    if (body.size() - have < need) body.resize(std::min(total, std::max(body.size() * 2, have + need)));
+    const std::size_t r = read_once(s, fd, body.data() + have, std::min(body.size(), total) - have);
     if (r == 0)
       throw EOFError("recv_bytes: the other end closed in the middle of a message (" + std::to_string(have) +
                      " of " + std::to_string(total) + " bytes)");
@@ -261,7 +386,7 @@ std::vector<std::byte> Connection::recv_bytes(std::size_t maxlength) {
 }
 
 bool Connection::poll(std::chrono::nanoseconds timeout) {
-  detail::ConnectionState& s = usable(st_, true, "poll");
+  ConnectionState& s = usable(st_, true, "poll");
   if (timeout < std::chrono::nanoseconds::zero()) timeout = std::chrono::nanoseconds::zero();
   // nanoseconds::max() saturates to "no deadline" inside Deadline.
   return px::wait_readable(s.fd.load(std::memory_order_relaxed), px::Deadline(timeout));
@@ -292,34 +417,34 @@ Connection& Connection::max_message_size(std::size_t n) {
   return *this;
 }
 
+// ---- Pipe and wait ------------------------------------------------------------------------------
+
 namespace detail {
 struct ConnectionAccess {
   // Hand fd over to a new Connection; fd stays owned by the caller's UniqueFd until that succeeded.
-  static Connection make(px::UniqueFd& fd, bool readable, bool writable, bool socket) {
-    auto st = std::make_shared<ConnectionState>(fd.get(), readable, writable, socket);
+  static Connection make(px::UniqueFd& fd, bool readable, bool writable, Transport t) {
+    auto st = std::make_shared<ConnectionState>(fd.get(), readable, writable, t);
     fd.release();
     return Connection(std::move(st));
   }
 };
 }  // namespace detail
 
-Connection::Connection(std::shared_ptr<detail::ConnectionState> st) noexcept : st_(std::move(st)) {}
-
 std::pair<Connection, Connection> Pipe(bool duplex) {
   using detail::ConnectionAccess;
   if (duplex) {
     int sv[2];
-    // SOCK_STREAM, as Python's duplex Pipe: no per-message limit of the kernel's (SOCK_SEQPACKET messages
-    // are bounded by the socket buffer); our framing keeps the boundaries.
-    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) px::throw_errno("Pipe: socketpair");
+    // SOCK_SEQPACKET rather than Python's SOCK_STREAM: a read returns at most one record, so a small
+    // message arrives whole in one system call (see Transport). The byte format is the same.
+    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) px::throw_errno("Pipe: socketpair");
     px::UniqueFd a(sv[0]), b(sv[1]);
-    Connection ca = ConnectionAccess::make(a, true, true, true);
-    Connection cb = ConnectionAccess::make(b, true, true, true);
+    Connection ca = ConnectionAccess::make(a, true, true, Transport::records);
+    Connection cb = ConnectionAccess::make(b, true, true, Transport::records);
     return {std::move(ca), std::move(cb)};
   }
   px::Pipe p = px::make_pipe();
-  Connection reader = ConnectionAccess::make(p.read, true, false, false);
-  Connection writer = ConnectionAccess::make(p.write, false, true, false);
+  Connection reader = ConnectionAccess::make(p.read, true, false, Transport::pipe);
+  Connection writer = ConnectionAccess::make(p.write, false, true, Transport::pipe);
   return {std::move(reader), std::move(writer)};
 }
 
