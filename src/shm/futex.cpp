@@ -22,4 +22,9 @@ void futex_wake_all(std::atomic<std::uint32_t>& word) noexcept {
   ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
 }
 
+void futex_wake(std::atomic<std::uint32_t>& word, std::uint32_t n) noexcept {
+  const int count = n > static_cast<std::uint32_t>(INT_MAX) ? INT_MAX : static_cast<int>(n);
+  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE, count, nullptr, nullptr, 0);
+}
+
 }  // namespace mproc::detail::shm

@@ -15,5 +15,7 @@ namespace mproc::detail::shm {
 void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected, std::chrono::nanoseconds slice) noexcept;
 /// Wake every waiter on word.
 void futex_wake_all(std::atomic<std::uint32_t>& word) noexcept;
+/// Wake at most n waiters on word (n is clamped to INT_MAX).
+void futex_wake(std::atomic<std::uint32_t>& word, std::uint32_t n) noexcept;
 
 }  // namespace mproc::detail::shm

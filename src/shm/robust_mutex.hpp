@@ -20,13 +20,21 @@ class RobustMutex {
  public:
   /// Initialize in place (in freshly mapped shared memory). std::system_error on failure.
   void init();
+  /// As init(), but PTHREAD_MUTEX_RECURSIVE: the owning thread may lock it again, and must unlock it
+  /// as many times (the RLock). After owner_died the new owner holds it once.
+  void init_recursive();
   /// Block until acquired or the deadline passes.
   LockResult lock(const posix::Deadline& deadline);
+  /// Block until acquired (no deadline): never timed_out.
+  LockResult lock();
   /// Non-blocking: timed_out means "held by someone else".
   LockResult try_lock();
   /// After owner_died, once the protected state is repaired.
   void make_consistent() noexcept;
   void unlock() noexcept;
+  /// Unlock, reporting misuse instead of ignoring it: false, and nothing changes, when the calling
+  /// thread does not hold the mutex (EPERM: robust mutexes always check their owner on unlock).
+  bool unlock_checked() noexcept;
 
  private:
   pthread_mutex_t m_;
