@@ -12,6 +12,10 @@
 #else
 #if defined(MPROC_TESTS_MAIN)
 #define CATCH_CONFIG_RUNNER
+// No fatal-signal handlers: a forked child inherits its parent's signal dispositions, so a Process
+// child that gets SIGTERM or calls abort() (as several tests make it do) would run Catch's crash
+// reporter inside the child. A crash of the test runner itself still fails its ctest test.
+#define CATCH_CONFIG_NO_POSIX_SIGNALS
 #endif
 #include <catch2/catch.hpp>
 #define MPROC_CATCH_V3 0

@@ -1,0 +1,181 @@
+// tests/helpers/mproc_test_helper.cpp — a small program with modes that the tests exec, for what must
+// happen in a fresh process: the parent-exit rules, trace output, first names, exit hooks.
+//
+//   daemon-return          start a daemon sleeper ("mproc-sleeper"), print "daemon=<pid>", return from
+//                          main with the Process still alive (held by a global pointer, never destroyed)
+//   daemon-exit            the same, but std::exit(0) with the Process a local of main
+//   daemon-sigkill         start a daemon sleeper, wait until it runs, print "daemon=<pid>", then block
+//                          forever (the test SIGKILLs us)
+//   nondaemon <marker> <how>  start a non-daemon child that works ~300 ms and then writes "done" to
+//                          <marker>; print "child=<pid>" and end at once, <how> being
+//                          return (Process alive, held by a global pointer), exit (std::exit(0)) or
+//                          destroyed (the Process object is destroyed first, then return)
+//   trace [api]            start a child that exits with code 3, print "child=<pid>", join it; with
+//                          "api" turn tracing on with mproc::set_trace(true) instead of MPROC_TRACE=1
+//   names                  print the default names of the first Processes of a program and of a
+//                          child's children
+//   on-exit <how>          register on_exit hooks ("hook1 code=N", "hook2 code=N"; a third one is
+//                          unsubscribed first), then end: exit5 (std::exit(5)), return4 (return 4
+//                          from main), mproc-exit8 (mproc::exit(8))
+// Output goes to stdout, one "key=value" line per fact, flushed at once.
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include <mproc/mproc.hpp>
+
+// Held by pointers that are never deleted: these objects must outlive main() so that the library's
+// parent-exit handling (not the Process destructor) is what ends or joins their children. Reachable
+// from globals, so LeakSanitizer does not report them; external linkage, so the compiler cannot drop
+// the never-read stores.
+mproc::Process* g_keep = nullptr;
+mproc::this_process::Subscription* g_hooks[2] = {nullptr, nullptr};
+
+namespace {
+
+void say(const std::string& line) {
+  std::fputs((line + "\n").c_str(), stdout);
+  std::fflush(stdout);
+}
+
+[[noreturn]] void sleep_forever() {
+  for (;;) ::pause();
+}
+
+int usage() {
+  std::fprintf(stderr, "mproc_test_helper: unknown mode or missing argument\n");
+  return 2;
+}
+
+mproc::Process make_sleeper(int ready_fd = -1) {
+  mproc::Process p([ready_fd] {
+    if (ready_fd >= 0) {
+      char c = 'r';
+      while (::write(ready_fd, &c, 1) < 0 && errno == EINTR) {
+      }
+    }
+    sleep_forever();
+  });
+  p.name("mproc-sleeper").daemon(true);
+  return p;
+}
+
+int daemon_mode(const std::string& mode) {
+  if (mode == "daemon-return") {
+    g_keep = new mproc::Process(make_sleeper());
+    g_keep->start();
+    say("daemon=" + std::to_string(*g_keep->pid()));
+    return 0;
+  }
+  if (mode == "daemon-exit") {
+    mproc::Process p = make_sleeper();
+    p.start();
+    say("daemon=" + std::to_string(*p.pid()));
+    std::exit(0);
+  }
+  // daemon-sigkill: report the pid only once the daemon runs its target.
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return 3;
+  mproc::Process p = make_sleeper(fds[1]);
+  p.start();
+  char c;
+  if (::read(fds[0], &c, 1) != 1) return 4;
+  say("daemon=" + std::to_string(*p.pid()));
+  sleep_forever();
+}
+
+int nondaemon_mode(const std::string& marker, const std::string& how) {
+  auto work = [marker] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the "work" the parent must wait for
+    std::ofstream(marker) << "done\n";
+  };
+  if (how == "return") {
+    g_keep = new mproc::Process(work);
+    g_keep->start();
+    say("child=" + std::to_string(*g_keep->pid()));
+    return 0;
+  }
+  if (how == "exit") {
+    mproc::Process p(work);
+    p.start();
+    say("child=" + std::to_string(*p.pid()));
+    std::exit(0);
+  }
+  if (how == "destroyed") {
+    {
+      mproc::Process p(work);
+      p.start();
+      say("child=" + std::to_string(*p.pid()));
+    }  // handed to the reaper, still running
+    return 0;
+  }
+  return usage();
+}
+
+int trace_mode(bool api) {
+  if (api) mproc::set_trace(true);
+  mproc::Process p([] { mproc::exit(3); });
+  p.start();
+  say("child=" + std::to_string(*p.pid()));
+  p.join();
+  say("exitcode=" + std::to_string(p.exitcode().value_or(-1000)));
+  return 0;
+}
+
+int names_mode() {
+  say("main=" + mproc::current_process().name);
+  mproc::Process a([] {
+    mproc::Process c([] { say("c.self=" + mproc::current_process().name); });
+    mproc::Process d([] {});
+    c.start();
+    c.join();
+    d.start();
+    d.join();
+    say("a.child1=" + c.name());
+    say("a.child2=" + d.name());
+  });
+  mproc::Process b([] {});
+  a.start();
+  a.join();
+  b.start();
+  b.join();
+  say("a=" + a.name());
+  say("b=" + b.name());
+  return 0;
+}
+
+int on_exit_mode(const std::string& how) {
+  using mproc::this_process::on_exit;
+  using mproc::this_process::Subscription;
+  g_hooks[0] = new Subscription(on_exit([](int code) { say("hook1 code=" + std::to_string(code)); }));
+  { Subscription gone = on_exit([](int) { say("hook-destroyed ran"); }); }
+  Subscription reset = on_exit([](int) { say("hook-reset ran"); });
+  reset.reset();
+  g_hooks[1] = new Subscription(on_exit([](int code) { say("hook2 code=" + std::to_string(code)); }));
+  if (how == "exit5") std::exit(5);
+  if (how == "return4") return 4;
+  if (how == "mproc-exit8") mproc::exit(8);
+  return usage();
+}
+
+}  // namespace
+
+int main(int argc, char* argv[]) {
+  if (argc < 2) return usage();
+  const std::string mode = argv[1];
+  if (mode == "daemon-return" || mode == "daemon-exit" || mode == "daemon-sigkill") return daemon_mode(mode);
+  if (mode == "nondaemon") return argc < 4 ? usage() : nondaemon_mode(argv[2], argv[3]);
+  if (mode == "trace") return trace_mode(argc > 2 && std::strcmp(argv[2], "api") == 0);
+  if (mode == "names") return names_mode();
+  if (mode == "on-exit") return argc < 3 ? usage() : on_exit_mode(argv[2]);
+  return usage();
+}
