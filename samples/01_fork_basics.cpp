@@ -18,8 +18,8 @@ int main() {
                 posix::getppid());
     std::printf("child:  my parent is the process that called fork(): %s\n",
                 posix::getppid() == parent ? "yes" : "NO");
-    std::fflush(stdout);   // exit_now() is _exit(): it does not flush stdio for us
-    posix::exit_now(3);    // the exit code the parent will read
+    std::fflush(stdout);  // exit_now() is _exit(): it does not flush stdio for us
+    posix::exit_now(3);   // the exit code the parent will read
   }
 
   // The parent: fork() returned the child's pid. waitpid() blocks until the child ends and reaps it.

@@ -27,7 +27,8 @@ int main() {
   std::printf("forked child %d; it exits at once, and we do not wait for it yet\n", pid);
 
   // The child needs a moment to finish exiting. Watch /proc until it shows up as a zombie (bounded).
-  for (int i = 0; i < 5000 && mproc::count_zombies() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  for (int i = 0; i < 5000 && mproc::count_zombies() == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   ps_children("our children before waitpid");
   std::printf("zombies: %zu\n", mproc::count_zombies());
 

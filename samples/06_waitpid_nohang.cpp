@@ -29,7 +29,7 @@ int main() {
     }
     std::printf("poll %d: child still running; doing a unit of the parent's own work\n", unit);
     for (int i = 0; i < 1000; ++i) sum += i % 7;  // the parent's work: a little computation,
-    std::this_thread::sleep_for(50ms);             // and a pause so the output stays short
+    std::this_thread::sleep_for(50ms);            // and a pause so the output stays short
   }
   std::printf("the child did not end in time\n");
   return 1;

@@ -46,6 +46,7 @@ int main() {
   std::printf("main %d: my children: %zu (the middle child was reaped at once), zombies: %zu\n", me,
               mproc::list_children().size(), mproc::count_zombies());
 
+  std::fflush(stdout);           // our lines first, then the grandchild's
   (void)::write(go[1], "x", 1);  // let the grandchild go on
   char c;
   while (::read(done[0], &c, 1) > 0) {

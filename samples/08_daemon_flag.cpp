@@ -6,14 +6,13 @@
 
 #include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <thread>
 
 #include "mproc/mproc.hpp"
 
 using namespace std::chrono_literals;
 
-int ready[2];  // the ticker says "my SIGTERM handler is installed" by closing its end
+int ready[2];  // the ticker says "my SIGTERM handler is installed" by closing its write end
 
 // Runs in the ticker when the parent's exit terminates it: say so (write(2) is async-signal-safe;
 // printf is not), then die of SIGTERM as the default action would.
@@ -26,10 +25,10 @@ void on_sigterm(int) {
 
 void ticker() {
   ::signal(SIGTERM, on_sigterm);
-  ::close(ready[1]);
   for (int tick = 1;; ++tick) {  // runs forever: only its parent's exit ends it
     std::printf("ticker: tick %d\n", tick);
     std::fflush(stdout);
+    if (tick == 1) ::close(ready[1]);  // handler installed, first tick printed: the parent may go on
     std::this_thread::sleep_for(100ms);
   }
 }
@@ -50,15 +49,16 @@ int main() {
   ::close(ready[1]);
   char c;
   while (::read(ready[0], &c, 1) > 0) {
-  }  // EOF: the ticker's handler is in place (it closed its copy of the write end)
+  }  // EOF: the ticker is ticking with its handler in place
   ::close(ready[0]);
 
   mproc::Process w(worker);
   w.name("worker").start();  // daemon(false) is the default
 
   std::printf("main: started ticker (daemon, pid %d) and worker (non-daemon, pid %d)\n", *t.pid(), *w.pid());
-  std::printf("main: returning from main() without join(): the ticker will be terminated, the worker "
-              "waited for\n");
+  std::printf(
+      "main: returning from main() without join(): the ticker will be terminated, the worker "
+      "waited for\n");
   std::fflush(stdout);
   return 0;  // the Process objects are destroyed here: the daemon is terminated, the worker is
              // handed to the reaper, and at exit mproc joins it before the process ends

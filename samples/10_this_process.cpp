@@ -5,8 +5,8 @@
 #include <filesystem>
 #include <string>
 
-#include "mproc/this_process.hpp"
 #include "mproc/process.hpp"
+#include "mproc/this_process.hpp"
 
 namespace tp = mproc::this_process;
 
@@ -34,7 +34,8 @@ int main() {
 
   // The hook lives as long as its Subscription. mproc::exit() (std::exit in the main process) ends the
   // program without destroying main's locals, so the subscription is still there when the hook runs.
-  tp::Subscription goodbye = tp::on_exit([](int code) { std::printf("on_exit: exiting with code %d\n", code); });
+  tp::Subscription goodbye =
+      tp::on_exit([](int code) { std::printf("on_exit: exiting with code %d\n", code); });
   std::printf("main: done, calling mproc::exit(0)\n");
   mproc::exit(0);
 }

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "mproc/posix.hpp"
+#include "mproc/process.hpp"
 #include "mproc/reaper.hpp"
 
 void ps_children(const char* when) {
@@ -32,14 +33,15 @@ int main() {
       ::close(go[1]);
       char c;
       (void)::read(go[0], &c, 1);
-      mproc::posix::exit_now(10 + i);
+      mproc::exit(10 + i);  // an exit code we can recognise
     });
   }
   std::printf("main: started 3 detached workers; their parents exited, so they are orphans\n");
   ps_children("our children now (orphans re-parented to us)");
 
   (void)::write(go[1], "xxx", 3);  // let all three finish
-  for (int i = 0; i < 5000 && mproc::count_zombies() < 3; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  for (int i = 0; i < 5000 && mproc::count_zombies() < 3; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   ps_children("after they exited, before reaping");
 
   const std::size_t reaped = mproc::Reaper::instance().reap();
