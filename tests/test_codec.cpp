@@ -29,17 +29,8 @@
 #include <vector>
 
 #include "catch.hpp"
+#include "test_util.hpp"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define MPROC_TEST_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define MPROC_TEST_ASAN 1
-#endif
-#endif
-#ifndef MPROC_TEST_ASAN
-#define MPROC_TEST_ASAN 0
-#endif
 
 namespace codec_test {
 

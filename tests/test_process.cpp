@@ -676,6 +676,14 @@ TEST_CASE("200 start and join cycles leave no zombie and the fd count unchanged"
 }
 
 TEST_CASE("100 Processes forked while 8 threads allocate all exit 0", "[process]") {
+#if MPROC_TEST_ASAN
+  // Not under ASan: GCC 12's ASan allocator does not hold its own locks across fork() (glibc's malloc
+  // does, through its atfork handlers), so a child forked while another thread is inside ASan's
+  // malloc can block forever on its first allocation: a limit of the sanitizer, not of mproc, seen as
+  // a child stuck in __sanitizer::SizeClassAllocator64::GetFromAllocator. The normal build runs it.
+  WARN("skipped under ASan: its allocator is not fork-safe with allocating threads");
+  return;
+#endif
   std::atomic<bool> stop{false};
   std::atomic<long> rounds{0};
   std::vector<std::thread> threads;

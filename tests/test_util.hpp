@@ -8,6 +8,18 @@
 //   * Code that runs in a forked child uses only the noexcept, allocation-free calls marked "child-safe".
 #pragma once
 
+// MPROC_TEST_ASAN: 1 when this file is compiled with AddressSanitizer (GCC's or clang's spelling).
+#if defined(__SANITIZE_ADDRESS__)
+#define MPROC_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MPROC_TEST_ASAN 1
+#endif
+#endif
+#ifndef MPROC_TEST_ASAN
+#define MPROC_TEST_ASAN 0
+#endif
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
