@@ -24,17 +24,40 @@ QueueCore::QueueCore(std::size_t maxsize, std::size_t capacity_bytes)
     : impl_(std::make_unique<Impl>(maxsize, capacity_bytes)) {}
 QueueCore::~QueueCore() = default;
 
+namespace {
+
+// Per-thread buffers for the bytes of a record on their way in and out. Reusing them keeps an item
+// from costing an allocation (and a zero-fill) per put and get; for big items it also avoids page
+// faults on freshly mapped memory, which dominate a 1 MiB item on a VM (25 µs a page here). Past
+// kKeepBytes a buffer is given back after use, so one 64 MiB item does not pin 64 MiB per thread.
+constexpr std::size_t kKeepBytes = std::size_t{4} << 20;
+thread_local std::vector<std::byte> t_put_buffer;
+thread_local std::vector<std::byte> t_get_buffer;
+
+void release_if_big(std::vector<std::byte>& buf) noexcept {
+  if (buf.capacity() > kKeepBytes) std::vector<std::byte>().swap(buf);
+}
+
+}  // namespace
+
+std::vector<std::byte>& QueueCore::put_buffer() noexcept { return t_put_buffer; }
+
 void QueueCore::put(std::span<const std::byte> record, bool block, std::optional<std::chrono::nanoseconds> timeout) {
+  struct Release {
+    ~Release() { release_if_big(t_put_buffer); }
+  } release;
   if (closed()) throw UsageError("Queue::put: queue is closed in this process");
   posix::Deadline d(block ? timeout : std::optional<std::chrono::nanoseconds>(std::chrono::nanoseconds::zero()));
   if (!impl_->ring.put(record, d)) throw Full();
 }
 
-std::vector<std::byte> QueueCore::get(bool block, std::optional<std::chrono::nanoseconds> timeout) {
+std::span<const std::byte> QueueCore::get(bool block, std::optional<std::chrono::nanoseconds> timeout) {
+  // The previous record of this thread has been decoded by now: a big buffer can go.
+  release_if_big(t_get_buffer);
   posix::Deadline d(block ? timeout : std::optional<std::chrono::nanoseconds>(std::chrono::nanoseconds::zero()));
-  auto rec = impl_->ring.get(d);
-  if (!rec) throw Empty();
-  return std::move(*rec);
+  auto n = impl_->ring.get(t_get_buffer, d);
+  if (!n) throw Empty();
+  return {t_get_buffer.data(), *n};
 }
 
 std::size_t QueueCore::qsize() const noexcept { return impl_->ring.qsize(); }

@@ -50,14 +50,14 @@ class Queue {
       : core_(std::make_shared<detail::QueueCore>(maxsize, opts.capacity_bytes)) {}
 
   /// Block while full. UsageError after close() in this process.
-  void put(const T& item) { core_->put(as_bytes(encode(item)), true, std::nullopt); }
+  void put(const T& item) { put_impl(item, true, std::nullopt); }
   /// Full if there is no room within timeout.
   template <class R, class P>
   void put(const T& item, std::chrono::duration<R, P> timeout) {
-    core_->put(as_bytes(encode(item)), true, detail::to_nanoseconds(timeout));
+    put_impl(item, true, detail::to_nanoseconds(timeout));
   }
   /// Full if there is no room now.
-  void put_nowait(const T& item) { core_->put(as_bytes(encode(item)), false, std::nullopt); }
+  void put_nowait(const T& item) { put_impl(item, false, std::nullopt); }
 
   /// Block until an item arrives. CodecError if its bytes do not decode as T (the item is consumed).
   T get() { return decode<T>(core_->get(true, std::nullopt)); }
@@ -79,8 +79,17 @@ class Queue {
   void close() { core_->close(); }
 
  protected:
-  static std::span<const std::byte> as_bytes(const std::vector<std::byte>& v) { return {v.data(), v.size()}; }
   std::shared_ptr<detail::QueueCore> core_;
+
+ private:
+  // Encoded into this thread's reusable buffer: no allocation (and, for big items, no fresh pages to
+  // fault in) per put once the buffer has grown.
+  void put_impl(const T& item, bool block, std::optional<std::chrono::nanoseconds> timeout) {
+    auto& buf = detail::QueueCore::put_buffer();
+    buf.clear();
+    encode_append(buf, item);
+    core_->put(buf, block, timeout);
+  }
 };
 
 /// Python's SimpleQueue: unbounded, put/get/empty/close.

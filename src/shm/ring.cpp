@@ -241,7 +241,7 @@ void Ring::consume(u64 tail, u64 bytes, bool last) noexcept {
   wake(h_->space_seq, h_->space_waiters);
 }
 
-std::optional<std::vector<std::byte>> Ring::get(const posix::Deadline& d) {
+std::optional<std::size_t> Ring::get(std::vector<std::byte>& buf, const posix::Deadline& d) {
   auto r = h_->get_lock.lock(d);
   if (r == LockResult::timed_out) return std::nullopt;
   if (r == LockResult::owner_died) {
@@ -250,7 +250,6 @@ std::optional<std::vector<std::byte>> Ring::get(const posix::Deadline& d) {
   }
   Unlock unlock{h_->get_lock};
 
-  std::vector<std::byte> buf;
   bool assembling = false;
   u64 got = 0, total = 0;
   for (;;) {
@@ -275,7 +274,6 @@ std::optional<std::vector<std::byte>> Ring::get(const posix::Deadline& d) {
           trace("queue: dropping a partial record (%llu of %llu bytes): its producer is gone",
                 static_cast<unsigned long long>(got), static_cast<unsigned long long>(total));
           assembling = false;
-          buf = {};
         }
         continue;
       }
@@ -297,7 +295,7 @@ std::optional<std::vector<std::byte>> Ring::get(const posix::Deadline& d) {
       assembling = true;
       got = 0;
       total = ch.total;
-      buf.resize(static_cast<std::size_t>(total));
+      if (buf.size() < total) buf.resize(static_cast<std::size_t>(total));
     } else if (!assembling) {
       // The rest of a record whose consumer died mid-way: it was taken, drop it.
       consume(tail, kChunkHeader + ch.len, is_last);
@@ -308,7 +306,7 @@ std::optional<std::vector<std::byte>> Ring::get(const posix::Deadline& d) {
     got += ch.len;
     if (is_last && got != total) corrupted("record shorter than announced");
     consume(tail, kChunkHeader + ch.len, is_last);
-    if (is_last) return buf;
+    if (is_last) return static_cast<std::size_t>(total);
   }
 }
 

@@ -42,9 +42,10 @@ class Ring {
   /// Append one record. False if the deadline passed first (item limit reached or no room); nothing of
   /// the record is delivered then. Blocks while full.
   bool put(std::span<const std::byte> record, const posix::Deadline& deadline);
-  /// Take one whole record. nullopt if none started arriving before the deadline. A record whose
-  /// streaming has begun is received to its end as long as its producer lives.
-  std::optional<std::vector<std::byte>> get(const posix::Deadline& deadline);
+  /// Take one whole record into buf (grown as needed, never shrunk; its first n bytes are the record):
+  /// n, or nullopt if none started arriving before the deadline. A record whose streaming has begun is
+  /// received to its end as long as its producer lives.
+  std::optional<std::size_t> get(std::vector<std::byte>& buf, const posix::Deadline& deadline);
 
   std::size_t qsize() const noexcept;
   std::size_t maxsize() const noexcept;

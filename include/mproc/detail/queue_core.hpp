@@ -22,8 +22,11 @@ class MPROC_API QueueCore {
 
   /// block=false: never wait. timeout nullopt: wait forever. Throws Full, UsageError after close().
   void put(std::span<const std::byte> record, bool block, std::optional<std::chrono::nanoseconds> timeout);
-  /// Throws Empty.
-  std::vector<std::byte> get(bool block, std::optional<std::chrono::nanoseconds> timeout);
+  /// Throws Empty. The record's bytes, in this thread's receive buffer: valid until this thread's next
+  /// get on any queue.
+  std::span<const std::byte> get(bool block, std::optional<std::chrono::nanoseconds> timeout);
+  /// This thread's encode buffer for put (cleared by the caller, shrunk by put past a few MiB).
+  static std::vector<std::byte>& put_buffer() noexcept;
   std::size_t qsize() const noexcept;
   std::size_t maxsize() const noexcept;
   void close() noexcept;
