@@ -65,21 +65,28 @@ struct alignas(64) RingHeader {
   Journal get_journal;
   // Wake-ups. data: head moved; space: tail or items_got moved; done: tasks_done moved.
   alignas(64) std::atomic<u32> data_seq{0};
-  std::atomic<u32> data_waiters{0};
+  std::atomic<u32> data_sleepers{0};
   alignas(64) std::atomic<u32> space_seq{0};
-  std::atomic<u32> space_waiters{0};
+  std::atomic<u32> space_sleepers{0};
   alignas(64) std::atomic<u64> tasks_done{0};
   std::atomic<u32> done_seq{0};
-  std::atomic<u32> done_waiters{0};
+  std::atomic<u32> done_sleepers{0};
 };
 
 namespace {
 
-// Wait until pred() holds or the deadline passes, sleeping on seq. The waiter count lets the waking
-// side skip the futex syscall when nobody sleeps. Order (all seq_cst): waiters++, read seq, re-check
-// pred, sleep while seq unchanged; the waker publishes its state, then reads waiters and bumps seq.
+// Wait until pred() holds or the deadline passes, sleeping on seq. `sleepers` is a flag, not a count:
+// a waiter sets it before its last look at pred, and the waker that finds it set clears it, bumps seq
+// and wakes everyone. So while a woken consumer is still getting back on a CPU, the producer's next
+// puts find the flag clear and make no system call (with a count, every put until the sleeper had
+// decremented it paid a futex_wake: the dominant cost of small items). Orders (all seq_cst): waiter:
+// read seq, set sleepers, re-check pred, sleep while seq unchanged; waker: publish its state, then
+// exchange sleepers. If the waiter's re-check missed the state, its flag store came before the
+// waker's exchange, which therefore sees it (or another waker cleared it and bumped seq after our
+// read of seq): no lost wake-up. A waiter that times out or dies leaves the flag set: it costs one
+// spurious wake, never a missed one.
 template <class Pred>
-bool wait_until(std::atomic<u32>& seq, std::atomic<u32>& waiters, Pred pred, const posix::Deadline& d) {
+bool wait_until(std::atomic<u32>& seq, std::atomic<u32>& sleepers, Pred pred, const posix::Deadline& d) {
   // Spin briefly first: the other side is usually on another core and about to publish, and a futex
   // sleep plus wake costs two system calls per item. Bounded, so an oversubscribed machine loses
   // little.
@@ -93,21 +100,17 @@ bool wait_until(std::atomic<u32>& seq, std::atomic<u32>& waiters, Pred pred, con
     if (pred()) return true;
     auto left = d.remaining();
     if (left && left->count() == 0) return false;
-    waiters.fetch_add(1);
-    u32 s = seq.load();
-    if (pred()) {
-      waiters.fetch_sub(1);
-      return true;
-    }
+    const u32 s = seq.load();
+    sleepers.store(1);
+    if (pred()) return true;
     std::chrono::nanoseconds slice = kSlice;
     if (left && *left < slice) slice = *left;
     futex_wait(seq, s, slice);
-    waiters.fetch_sub(1);
   }
 }
 
-void wake(std::atomic<u32>& seq, std::atomic<u32>& waiters) noexcept {
-  if (waiters.load() == 0) return;
+void wake(std::atomic<u32>& seq, std::atomic<u32>& sleepers) noexcept {
+  if (sleepers.load() == 0 || sleepers.exchange(0) == 0) return;
   seq.fetch_add(1);
   futex_wake_all(seq);
 }
@@ -159,7 +162,7 @@ void Ring::repair_put() noexcept {
   }
   // Bytes past head that the dead producer wrote are invisible and will be overwritten; a record it
   // left half-published is dropped by consumers (no LAST chunk follows).
-  wake(h_->data_seq, h_->data_waiters);
+  wake(h_->data_seq, h_->data_sleepers);
 }
 
 void Ring::repair_get() noexcept {
@@ -170,14 +173,14 @@ void Ring::repair_get() noexcept {
     h_->items_got.store(j.b.load());
     j.valid.store(0, std::memory_order_release);
   }
-  wake(h_->space_seq, h_->space_waiters);
+  wake(h_->space_seq, h_->space_sleepers);
 }
 
 bool Ring::put(std::span<const std::byte> rec, const posix::Deadline& d) {
   const u64 maxsize = h_->maxsize;
   auto room_for_item = [&] { return maxsize == 0 || qsize() < maxsize; };
   // Wait for the item limit before queueing on the lock, so a full queue does not hold the lock.
-  if (!wait_until(h_->space_seq, h_->space_waiters, room_for_item, d)) return false;
+  if (!wait_until(h_->space_seq, h_->space_sleepers, room_for_item, d)) return false;
   auto r = h_->put_lock.lock(d);
   if (r == LockResult::timed_out) return false;
   if (r == LockResult::owner_died) {
@@ -185,7 +188,7 @@ bool Ring::put(std::span<const std::byte> rec, const posix::Deadline& d) {
     h_->put_lock.make_consistent();
   }
   Unlock unlock{h_->put_lock};
-  if (!wait_until(h_->space_seq, h_->space_waiters, room_for_item, d)) return false;
+  if (!wait_until(h_->space_seq, h_->space_sleepers, room_for_item, d)) return false;
 
   const u64 total = rec.size();
   u64 off = 0;
@@ -197,7 +200,7 @@ bool Ring::put(std::span<const std::byte> rec, const posix::Deadline& d) {
     // A record that fits goes in one chunk; a larger one streams in chunks of at least a quarter ring.
     const u64 need = remaining + kChunkHeader <= cap_ ? remaining + kChunkHeader
                                                       : kChunkHeader + std::min(remaining, cap_ / 4);
-    if (!wait_until(h_->space_seq, h_->space_waiters, [&] { return free_bytes() >= need; }, d)) {
+    if (!wait_until(h_->space_seq, h_->space_sleepers, [&] { return free_bytes() >= need; }, d)) {
       // Timed out, possibly mid-record: what was published is dropped by consumers, since no LAST
       // chunk will follow and this put_lock is released.
       return false;
@@ -219,7 +222,7 @@ bool Ring::put(std::span<const std::byte> rec, const posix::Deadline& d) {
     } else {
       h_->head.store(new_head, std::memory_order_release);
     }
-    wake(h_->data_seq, h_->data_waiters);
+    wake(h_->data_seq, h_->data_sleepers);
     off += len;
     first = false;
   }
@@ -238,7 +241,7 @@ void Ring::consume(u64 tail, u64 bytes, bool last) noexcept {
   } else {
     h_->tail.store(tail + bytes, std::memory_order_release);
   }
-  wake(h_->space_seq, h_->space_waiters);
+  wake(h_->space_seq, h_->space_sleepers);
 }
 
 std::optional<std::size_t> Ring::get(std::vector<std::byte>& buf, const posix::Deadline& d) {
@@ -257,7 +260,7 @@ std::optional<std::size_t> Ring::get(std::vector<std::byte>& buf, const posix::D
     auto has_data = [&] { return h_->head.load(std::memory_order_acquire) != tail; };
     if (!has_data()) {
       if (!assembling) {
-        if (!wait_until(h_->data_seq, h_->data_waiters, has_data, d)) return std::nullopt;
+        if (!wait_until(h_->data_seq, h_->data_sleepers, has_data, d)) return std::nullopt;
         continue;
       }
       // Mid-record and nothing more yet: is its producer still there? A live producer holds the
@@ -278,7 +281,7 @@ std::optional<std::size_t> Ring::get(std::vector<std::byte>& buf, const posix::D
         continue;
       }
       // The producer lives: keep receiving, re-checking at least every slice.
-      wait_until(h_->data_seq, h_->data_waiters, has_data, posix::Deadline(kSlice));
+      wait_until(h_->data_seq, h_->data_sleepers, has_data, posix::Deadline(kSlice));
       continue;
     }
     const u64 head = h_->head.load(std::memory_order_acquire);
@@ -325,12 +328,12 @@ bool Ring::task_done() noexcept {
     if (done >= h_->items_put.load()) return false;
     if (h_->tasks_done.compare_exchange_weak(done, done + 1)) break;
   }
-  wake(h_->done_seq, h_->done_waiters);
+  wake(h_->done_seq, h_->done_sleepers);
   return true;
 }
 
 bool Ring::join(const posix::Deadline& d) {
-  return wait_until(h_->done_seq, h_->done_waiters,
+  return wait_until(h_->done_seq, h_->done_sleepers,
                     [&] { return h_->tasks_done.load() >= h_->items_put.load(); }, d);
 }
 
