@@ -210,11 +210,14 @@ int write_records(int fd, unsigned char* header, std::span<const std::byte> body
 
 // ---- receiving ----------------------------------------------------------------------------------
 
-// One read of up to n bytes: > 0 bytes read, 0 at EOF. ECONNRESET (an AF_UNIX peer closed with unread
-// data in its own queue) is EOF for us: Linux reports it once, after our queue is drained, then EOF.
+// One read of up to n bytes: > 0 bytes read, 0 at EOF. ECONNRESET: an AF_UNIX peer closed with data of
+// ours unread. Linux reports it once (it is the socket's pending error, cleared by the report), and
+// on a seqpacket socket BEFORE the records the peer sent earlier, which are still queued: so read
+// again; a second ECONNRESET in a row counts as EOF.
 // EAGAIN on an fd made non-blocking by someone: wait, then read again. A record larger than n (only a
 // sender that does not follow the protocol makes one) breaks the connection. Other errors throw.
 std::size_t read_once(ConnectionState& s, int fd, void* buf, std::size_t n) {
+  bool reset_seen = false;
   for (;;) {
     ssize_t r;
     bool truncated = false;
@@ -231,7 +234,11 @@ std::size_t read_once(ConnectionState& s, int fd, void* buf, std::size_t n) {
     if (truncated) throw_broken(s, "recv_bytes: malformed frame (a record longer than its message)");
     if (r >= 0) return static_cast<std::size_t>(r);
     if (errno == EINTR) continue;
-    if (errno == ECONNRESET) return 0;
+    if (errno == ECONNRESET) {
+      if (reset_seen) return 0;
+      reset_seen = true;
+      continue;
+    }
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
       wait_for(fd, POLLIN);
       continue;

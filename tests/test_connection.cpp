@@ -693,6 +693,27 @@ TEST_CASE("connection: send to a child that exited throws EPIPE in the parent", 
   }
 }
 
+TEST_CASE("connection: a peer that closed with our messages unread still delivers what it sent before EOF",
+          "[connection]") {
+  // Linux reports ECONNRESET on the first read of an AF_UNIX socket whose peer closed with data of ours
+  // unread, BEFORE the messages the peer had sent: a reader that took ECONNRESET for EOF lost them.
+  auto [mine, theirs] = mproc::Pipe();
+  mine.send(std::string("never read"));
+  mine.send(std::string("never read either"));
+  Process p(
+      [](Connection c) {
+        for (int i = 0; i < 3; ++i) c.send(std::string("answer ") + std::to_string(i));
+      },
+      theirs);
+  p.start();
+  t::ScopeExit cleanup([&] { t::kill_and_join(p); });
+  theirs.close();
+  p.join();
+  REQUIRE(p.exitcode() == 0);
+  for (int i = 0; i < 3; ++i) CHECK(mine.recv<std::string>() == "answer " + std::to_string(i));
+  CHECK_THROWS_AS(mine.recv_bytes(), EOFError);
+}
+
 namespace {
 volatile sig_atomic_t g_usr1 = 0;
 void on_usr1(int) { g_usr1 = g_usr1 + 1; }
