@@ -5,6 +5,7 @@
 #include "mproc/connection.hpp"
 #include "mproc/error.hpp"
 #include "mproc/exit_status.hpp"
+#include "mproc/pool.hpp"
 #include "mproc/posix.hpp"
 #include "mproc/process.hpp"
 #include "mproc/queue.hpp"
