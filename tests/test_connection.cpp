@@ -215,6 +215,7 @@ TEST_CASE("connection: poll: false at once with nothing, false after its timeout
       [](Connection c) {
         c.recv_bytes();  // the parent's go: only then is there anything to read
         c.send(std::string("x"));
+        c.recv_bytes();  // stay (so the end stays open) until the parent has seen "nothing more"
       },
       there);
   p.start();
@@ -240,6 +241,7 @@ TEST_CASE("connection: poll: false at once with nothing, false after its timeout
   CHECK_FALSE(here.poll());
 
   // EOF is "ready" too: the child exits, its end (the only other copy) closes.
+  here.send_bytes({});
   CHECK(here.poll(std::chrono::nanoseconds::max()));
   CHECK_THROWS_AS(here.recv_bytes(), EOFError);
   p.join();
