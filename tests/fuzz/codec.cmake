@@ -15,27 +15,13 @@ target_compile_options(codec_fuzz_replay PRIVATE ${MPROC_WARNINGS})
 add_test(NAME codec_fuzz_replay COMMAND codec_fuzz_replay ${CMAKE_CURRENT_LIST_DIR}/corpus/codec)
 set_tests_properties(codec_fuzz_replay PROPERTIES TIMEOUT 120)
 
-# codec_compile_fail_<name>: compile case <case> of codec_no_codec.cpp; it must fail with every text
-# given after the case in the compiler's output (no texts: it must compile).
-function(mproc_codec_compile_fail name case)
-  set(args -DCXX=${CMAKE_CXX_COMPILER} -DINCLUDE_DIR=${PROJECT_SOURCE_DIR}/include
-      -DSOURCE=${CMAKE_CURRENT_SOURCE_DIR}/codec_no_codec.cpp -DCASE=${case})
-  if(ARGN)
-    string(REPLACE ";" "\\;" expect "${ARGN}")
-    list(APPEND args "-DEXPECT=${expect}")
-  else()
-    list(APPEND args -DSHOULD_COMPILE=ON)
-  endif()
-  add_test(NAME codec_compile_fail_${name}
-           COMMAND ${CMAKE_COMMAND} ${args} -P ${CMAKE_CURRENT_SOURCE_DIR}/codec_compile_fail.cmake)
-  set_tests_properties(codec_compile_fail_${name} PROPERTIES TIMEOUT 120)
-endfunction()
-mproc_codec_compile_fail(control 0)
-mproc_codec_compile_fail(no_codec 1 MPROC_CODEC NoCodecType)
-mproc_codec_compile_fail(no_codec_element 2 MPROC_CODEC NoCodecType)
-mproc_codec_compile_fail(not_trivially_copyable 3 MPROC_CODEC NotTriviallyCopyable)
-mproc_codec_compile_fail(pointer_field 4 MPROC_CODEC HoldsPointer)
-mproc_codec_compile_fail(unscoped_enum 5 "fixed underlying type" Unscoped)
+# codec_compile_fail_*: see mproc_compile_fail in tests/CMakeLists.txt.
+mproc_compile_fail(codec_compile_fail_control codec_no_codec.cpp 0)
+mproc_compile_fail(codec_compile_fail_no_codec codec_no_codec.cpp 1 MPROC_CODEC NoCodecType)
+mproc_compile_fail(codec_compile_fail_no_codec_element codec_no_codec.cpp 2 MPROC_CODEC NoCodecType)
+mproc_compile_fail(codec_compile_fail_not_trivially_copyable codec_no_codec.cpp 3 MPROC_CODEC NotTriviallyCopyable)
+mproc_compile_fail(codec_compile_fail_pointer_field codec_no_codec.cpp 4 MPROC_CODEC HoldsPointer)
+mproc_compile_fail(codec_compile_fail_unscoped_enum codec_no_codec.cpp 5 "fixed underlying type" Unscoped)
 
 # The libFuzzer build. The harness needs only the headers, so it is compiled by clang directly (a custom
 # command), whatever compiler builds the rest of the project. Probed once per build directory.
