@@ -32,6 +32,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.hpp"
 #include "mproc/mproc.hpp"
 
 namespace {
@@ -76,22 +77,6 @@ std::uint64_t calibrate_burn() {
 }
 
 // ---- Python -------------------------------------------------------------------------------------------
-
-bool on_path(const char* program) {
-  const char* path = std::getenv("PATH");
-  if (path == nullptr) return false;
-  std::string dirs = path;
-  std::size_t begin = 0;
-  while (begin <= dirs.size()) {
-    std::size_t end = dirs.find(':', begin);
-    if (end == std::string::npos) end = dirs.size();
-    std::string candidate = end > begin ? dirs.substr(begin, end - begin) : std::string(".");
-    candidate.append(1, '/').append(program);
-    if (::access(candidate.c_str(), X_OK) == 0) return true;
-    begin = end + 1;
-  }
-  return false;
-}
 
 // Prints one line per repeat: seconds (cpu mode: serial seconds, then pool seconds).
 constexpr const char* kPythonScript = R"(
@@ -141,26 +126,8 @@ if __name__ == "__main__":
 )";
 
 std::vector<double> python_run(const char* mode, std::size_t n, int reps) {
-  const std::string cmd = "python3 -c '" + std::string(kPythonScript) + "' " + mode + " " +
-                          std::to_string(n) + " " + std::to_string(reps) + " 2>&1";
-  std::fflush(nullptr);
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  if (pipe == nullptr) throw std::runtime_error("popen python3 failed");
-  std::string out;
-  char buf[4096];
-  std::size_t got = 0;
-  while ((got = std::fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, got);
-  const int status = ::pclose(pipe);
-  if (status != 0)
-    throw std::runtime_error("python3 failed (status " + std::to_string(status) + "):\n" + out);
-  std::vector<double> values;
-  const char* p = out.c_str();
-  char* end = nullptr;
-  for (double v = std::strtod(p, &end); end != p; v = std::strtod(p, &end)) {
-    values.push_back(v);
-    p = end;
-  }
-  return values;
+  return bench::numbers(bench::run_python(
+      kPythonScript, std::string(mode) + " " + std::to_string(n) + " " + std::to_string(reps)));
 }
 
 // ---- figures ------------------------------------------------------------------------------------------
@@ -231,7 +198,7 @@ int main(int argc, char** argv) try {
   const int rounds = static_cast<int>(argc > 4 ? parse_positive(argv[4], "rounds") : 3);
   const int lifecycles = 10 * rounds;
   const std::size_t n_cpu_python = std::max<std::size_t>(20, n_cpu / 10);
-  const bool python = on_path("python3");
+  const bool python = bench::on_path("python3");
 
   const std::uint64_t per_ms = calibrate_burn();
   std::printf("pool_throughput: N_map = %zu, N_small = %zu, N_cpu = %zu (burn(%llu) ≈ 1 ms), %d rounds\n",

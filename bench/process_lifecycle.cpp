@@ -30,6 +30,7 @@
 #include <system_error>
 #include <vector>
 
+#include "bench_util.hpp"
 #include "mproc/mproc.hpp"
 
 namespace {
@@ -97,24 +98,6 @@ Cost bench_mproc(int n) {
   return meter.done();
 }
 
-bool on_path(const char* program) {
-  const char* path = std::getenv("PATH");
-  if (path == nullptr) return false;
-  const std::string_view dirs = path;
-  std::size_t begin = 0;
-  while (begin <= dirs.size()) {
-    std::size_t end = dirs.find(':', begin);
-    if (end == std::string_view::npos) end = dirs.size();
-    const std::string_view dir = end == begin ? std::string_view(".") : dirs.substr(begin, end - begin);
-    std::string candidate(dir);
-    candidate += '/';
-    candidate += program;
-    if (::access(candidate.c_str(), X_OK) == 0) return true;
-    begin = end + 1;
-  }
-  return false;
-}
-
 // Python times itself (interpreter start-up is not counted) after a short warm-up, and prints
 // "<wall µs/process> <cpu µs/process>" on its last line.
 constexpr const char* kPythonScript = R"(
@@ -137,17 +120,7 @@ if __name__ == "__main__":
 )";
 
 Cost bench_python(int n) {
-  const std::string cmd = "python3 -c '" + std::string(kPythonScript) + "' " + std::to_string(n) + " 2>&1";
-  std::fflush(nullptr);
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  if (pipe == nullptr) throw std::system_error(errno, std::system_category(), "popen python3");
-  std::string out;
-  char buf[4096];
-  std::size_t got = 0;
-  while ((got = std::fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, got);
-  const int status = ::pclose(pipe);
-  if (status != 0)
-    throw std::runtime_error("python3 failed (status " + std::to_string(status) + "):\n" + out);
+  std::string out = bench::run_python(kPythonScript, std::to_string(n));
   while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
   Cost cost{};
   const std::string last = out.substr(out.find_last_of('\n') + 1);
@@ -189,7 +162,7 @@ int parse_positive(const char* s, const char* what) {
 int main(int argc, char** argv) try {
   const int n = argc > 1 ? parse_positive(argv[1], "N") : 2000;
   const int rounds = argc > 2 ? parse_positive(argv[2], "rounds") : 5;
-  const bool python = on_path("python3");
+  const bool python = bench::on_path("python3");
   const int python_n = std::min(n, 200);
 
   std::vector<Variant> variants;

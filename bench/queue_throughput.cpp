@@ -41,6 +41,7 @@
 
 #include <boost/interprocess/ipc/message_queue.hpp>
 
+#include "bench_util.hpp"
 #include "mproc/connection.hpp"
 #include "mproc/mproc.hpp"
 
@@ -352,22 +353,6 @@ double connection_u64(std::size_t n) {
 
 // ---- Python ------------------------------------------------------------------------------------------
 
-bool on_path(const char* program) {
-  const char* path = std::getenv("PATH");
-  if (path == nullptr) return false;
-  const std::string dirs = path;
-  std::size_t begin = 0;
-  while (begin <= dirs.size()) {
-    std::size_t end = dirs.find(':', begin);
-    if (end == std::string::npos) end = dirs.size();
-    std::string dir = dirs.substr(begin, end - begin);
-    if (dir.empty()) dir = ".";
-    if (::access((dir + "/" + program).c_str(), X_OK) == 0) return true;
-    begin = end + 1;
-  }
-  return false;
-}
-
 // Prints one line per repeat: the seconds from the producer's release to the consumer's last item.
 constexpr const char* kPythonScript = R"(
 import multiprocessing as mp, sys, time
@@ -403,24 +388,9 @@ if __name__ == "__main__":
 )";
 
 std::vector<double> python_run(const char* kind, std::size_t size, std::size_t n, int repeats) {
-  const std::string cmd = "python3 -c '" + std::string(kPythonScript) + "' " + kind + " " + std::to_string(size) +
-                          " " + std::to_string(n) + " " + std::to_string(repeats) + " 2>&1";
-  std::fflush(nullptr);
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  if (pipe == nullptr) throw_errno("popen python3");
-  std::string out;
-  char buf[4096];
-  std::size_t got = 0;
-  while ((got = std::fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, got);
-  const int status = ::pclose(pipe);
-  if (status != 0) throw std::runtime_error("python3 failed (status " + std::to_string(status) + "):\n" + out);
-  std::vector<double> secs;
-  const char* p = out.c_str();
-  char* end = nullptr;
-  for (double v = std::strtod(p, &end); end != p; v = std::strtod(p, &end)) {
-    secs.push_back(v);
-    p = end;
-  }
+  const std::string out = bench::run_python(kPythonScript, std::string(kind) + " " + std::to_string(size) + " " +
+                                                                std::to_string(n) + " " + std::to_string(repeats));
+  const std::vector<double> secs = bench::numbers(out);
   if (secs.size() != static_cast<std::size_t>(repeats)) throw std::runtime_error("python3 printed:\n" + out);
   return secs;
 }
@@ -494,7 +464,7 @@ std::size_t parse_positive(const char* s, const char* what) {
 int main(int argc, char** argv) try {
   const std::size_t n = argc > 1 ? parse_positive(argv[1], "N") : 200000;
   const int repeats = static_cast<int>(argc > 2 ? parse_positive(argv[2], "repeats") : 5);
-  const bool python = on_path("python3");
+  const bool python = bench::on_path("python3");
   const std::vector<std::size_t> sizes{8, 64, 4096, std::size_t{1} << 20};
   auto count_for = [&](std::size_t size) { return std::max<std::size_t>(20, std::min(n, n * 512 / size)); };
   auto python_count = [](std::size_t c) { return std::max<std::size_t>(10, c / 10); };

@@ -32,6 +32,7 @@
 #include <system_error>
 #include <vector>
 
+#include "bench_util.hpp"
 #include "mproc/mproc.hpp"
 
 namespace {
@@ -126,23 +127,6 @@ double contended(L& lock, int n) {
   return static_cast<double>(t) / (2.0 * each);
 }
 
-bool on_path(const char* program) {
-  const char* path = std::getenv("PATH");
-  if (path == nullptr) return false;
-  std::string dirs = path;
-  std::size_t begin = 0;
-  while (begin <= dirs.size()) {
-    std::size_t end = dirs.find(':', begin);
-    if (end == std::string::npos) end = dirs.size();
-    // Built with append, not `dir + "/" + program`: GCC 12 at -O3 gives a false -Wrestrict on that.
-    std::string candidate = end > begin ? dirs.substr(begin, end - begin) : std::string(".");
-    candidate.append(1, '/').append(program);
-    if (::access(candidate.c_str(), X_OK) == 0) return true;
-    begin = end + 1;
-  }
-  return false;
-}
-
 // Python measures itself the same way (a warm-up, then the loop; contended: two forked processes
 // released by an Event, times from time.monotonic_ns, the same clock as ours) and prints ns/pair.
 constexpr const char* kPythonScript = R"(
@@ -172,17 +156,7 @@ if __name__ == "__main__":
 )";
 
 double bench_python(int n, const char* mode) {
-  const std::string cmd =
-      "python3 -c '" + std::string(kPythonScript) + "' " + std::to_string(n) + " " + mode + " 2>&1";
-  std::fflush(nullptr);
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  if (pipe == nullptr) throw std::system_error(errno, std::system_category(), "popen python3");
-  std::string out;
-  char buf[4096];
-  std::size_t got = 0;
-  while ((got = std::fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, got);
-  const int status = ::pclose(pipe);
-  if (status != 0) throw std::runtime_error("python3 failed (status " + std::to_string(status) + "):\n" + out);
+  std::string out = bench::run_python(kPythonScript, std::to_string(n) + " " + mode);
   while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
   return std::stod(out.substr(out.find_last_of('\n') + 1));
 }
@@ -217,7 +191,7 @@ int parse_positive(const char* s, const char* what) {
 int main(int argc, char** argv) try {
   const int n = argc > 1 ? parse_positive(argv[1], "N") : 1'000'000;
   const int rounds = argc > 2 ? parse_positive(argv[2], "rounds") : 5;
-  const bool python = on_path("python3");
+  const bool python = bench::on_path("python3");
   const int python_n = std::min(n, 200'000);
 
   RawMutex raw;
