@@ -219,6 +219,7 @@ struct Worker {
   bool exit_sent = false;
   bool eof = false;
   bool timed_out = false;
+  std::uint64_t timed_out_chunk = 0;  // the chunk that ran too long (its answer may still beat the kill)
 };
 
 struct Completion {
@@ -420,7 +421,10 @@ void PoolCore::submit(const std::shared_ptr<Job>& job, std::vector<std::byte>&& 
   std::exception_ptr refused;
   {
     std::lock_guard lk(m);
-    if (stop || thread_done) {
+    if (msg.size() > Connection::default_max_message_size) {
+      refused = std::make_exception_ptr(Error("mproc::Pool: a chunk of " + std::to_string(msg.size()) +
+                                              " bytes is over the 1 GiB message limit (use a smaller chunksize)"));
+    } else if (stop || thread_done) {
       refused = std::make_exception_ptr(
           Error(state == State::terminated ? "pool terminated" : "pool joined before this task was submitted"));
     } else {
@@ -577,7 +581,7 @@ void PoolCore::handle_death_locked(std::size_t index, std::vector<Completion>& o
     ChunkOutcome o;
     o.count = c.count;
     const std::string who = "worker " + w.name + " (pid " + std::to_string(w.pid) + ")";
-    if (w.timed_out && opts.task_timeout) {
+    if (w.timed_out && opts.task_timeout && c.id == w.timed_out_chunk) {
       const auto ms = opts.task_timeout->count() * static_cast<long long>(c.count);
       o.error = std::make_exception_ptr(
           TimeoutError("task timed out after " + std::to_string(ms) + " ms; " + who + " killed"));
@@ -631,7 +635,12 @@ void PoolCore::loop() {
     {
       std::lock_guard lk(m);
       if (stop) return;
-      if (join_requested && queue.empty() && workers.empty()) return;
+      if (join_requested && queue.empty() && workers.empty()) {
+        // Under the same lock as the check: a submit() from now on is refused instead of queued for
+        // a thread that has stopped looking (pool_thread() sets it again and notifies).
+        thread_done = true;
+        return;
+      }
       fds.clear();
       refs.clear();
       fds.push_back({wake.get(), POLLIN, 0});
@@ -669,13 +678,25 @@ void PoolCore::loop() {
     // Receive without the lock (only this thread touches the workers' connections).
     msgs.clear();
     std::vector<Worker*> dead;
+    // A worker that is alive but whose channel failed: end it; its death then fails the chunk it held
+    // and requeues the rest, as for any death. Under m, like every other use of a worker's Process.
+    auto kill_worker = [&](Worker* w) {
+      std::lock_guard lk(m);
+      try {
+        w->proc.kill();
+      } catch (...) {  // it ended already
+      }
+    };
     auto receive = [&](Worker* w, std::size_t limit) {
       for (std::size_t k = 0; k < limit && !w->eof; ++k) {
         try {
           if (k > 0 && !w->conn.poll()) break;
           msgs.emplace_back(w, w->conn.recv_bytes());
-        } catch (...) {  // EOF (the worker is ending) or a broken connection: the sentinel decides
+        } catch (const EOFError&) {  // the worker is ending: its sentinel follows
           w->eof = true;
+        } catch (...) {  // a broken frame or bad_alloc: the worker may live on, so end it
+          w->eof = true;
+          kill_worker(w);
         }
       }
     };
@@ -727,6 +748,7 @@ void PoolCore::loop() {
           auto dl = w->running_since + *opts.task_timeout * static_cast<long long>(w->inflight.front().count);
           if (now >= dl) {
             w->timed_out = true;
+            w->timed_out_chunk = w->inflight.front().id;
             try {
               w->proc.kill();
             } catch (...) {
@@ -744,7 +766,9 @@ void PoolCore::loop() {
         }
       }
       // Keep n workers (not counting retiring or killed ones).
-      if (!(join_requested && queue.empty()) && (!spawn_retry_at || now >= *spawn_retry_at)) {
+      if (join_requested && queue.empty()) {
+        spawn_retry_at.reset();  // nothing will be spawned: a stale deadline would make poll() spin
+      } else if (!spawn_retry_at || now >= *spawn_retry_at) {
         std::size_t live = 0;
         for (auto& w : workers)
           if (!w->exit_sent && !w->timed_out) ++live;
@@ -796,8 +820,10 @@ void PoolCore::loop() {
       try {
         w->conn.send_bytes(*msg);
       } catch (...) {
-        // The worker is gone or going (EPIPE, ECONNRESET): its sentinel will say so, and the chunk it
-        // holds fails or is requeued then.
+        // Usually the worker is gone or going (EPIPE): its sentinel will say so. But a send can also
+        // fail with the worker alive and idle (bad_alloc): then nothing would ever answer the chunk,
+        // so end the worker; either way its death fails the chunk it holds and requeues the rest.
+        kill_worker(w);
       }
     }
   }

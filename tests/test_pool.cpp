@@ -69,9 +69,31 @@ class CustomError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A result whose hand-written encoding writes part of itself and then throws, for a negative value.
+struct HalfEncoded {
+  long v = 0;
+  bool operator==(const HalfEncoded&) const = default;
+};
+
 }  // namespace pool_test
 
 MPROC_CODEC(pool_test::Point, x, label);
+
+template <>
+struct mproc::codec<pool_test::HalfEncoded> {
+  static void encode(mproc::ByteWriter& w, const pool_test::HalfEncoded& h) {
+    mproc::encode_to(w, std::int64_t{0x7777});  // bytes that look like a whole value...
+    if (h.v < 0) throw mproc::CodecError("cannot encode a negative HalfEncoded");  // ...then a failure
+    mproc::encode_to(w, static_cast<std::int64_t>(h.v));
+  }
+  static void decode(mproc::ByteReader& r, pool_test::HalfEncoded& h) {
+    std::int64_t mark = 0, v = 0;
+    mproc::decode_from(r, mark);
+    mproc::decode_from(r, v);
+    if (mark != 0x7777) r.fail("bad HalfEncoded mark");
+    h.v = static_cast<long>(v);
+  }
+};
 
 namespace {
 
@@ -679,6 +701,29 @@ TEST_CASE(
   // The pool is usable afterwards.
   CHECK(pool.map(square, iota_vec(100)) == squares(100));
   CHECK(pool.apply(square, 9) == 81);
+}
+
+TEST_CASE("a result whose encoding throws half-way fails only its own task", "[pool]") {
+  // The worker must drop the half-written bytes: left in the answer, they would be read as this task's
+  // result and shift every later result of the chunk.
+  mproc::Pool pool(1);
+  auto f = [](long x) { return pool_test::HalfEncoded{x == 3 ? -1 : x * 10}; };
+  auto it = pool.imap(f, std::vector<long>{1, 2, 3, 4, 5}, 5);  // one chunk holds all five
+  for (long x = 1; x <= 5; ++x) {
+    if (x == 3) {
+      try {
+        (void)it.next(10s);
+        FAIL("no exception for the item whose result cannot be encoded");
+      } catch (const mproc::RemoteError& e) {
+        CHECK(std::string(e.what()).find("cannot encode a negative HalfEncoded") != std::string::npos);
+      }
+      continue;
+    }
+    auto r = it.next(10s);
+    REQUIRE(r);
+    CHECK(r->v == x * 10);
+  }
+  CHECK_FALSE(it.next(10s));
 }
 
 TEST_CASE("map throws the error of the first failing task in input order", "[pool]") {

@@ -261,8 +261,13 @@ void invoke_chunk(std::uintptr_t fn, ByteReader& in, std::size_t count, ByteWrit
         out.write_byte(std::byte{1});
       } else {
         decltype(auto) r = call_task<Spread>(f, std::move(arg));
+        // Encoded aside first: a result whose encoding throws half-way (a codec hook, bad_alloc) must
+        // leave no partial bytes in the answer, or the parent would decode them as this task's result.
+        thread_local std::vector<std::byte> encoded;
+        encoded.clear();
+        encode_append(encoded, r);
         out.write_byte(std::byte{1});
-        encode_to(out, r);
+        out.write(encoded.data(), encoded.size());
       }
     } catch (...) {
       write_current_exception(out);
