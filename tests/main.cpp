@@ -9,7 +9,9 @@
 // Allowances, all deliberate:
 //   * /dev/shm is shared with whatever ctest runs beside this test (-j2): a new entry that another
 //     process still maps belongs to that process (a named SharedMemory test, sample 17, the Boost
-//     queue of bench_queue_throughput) and is not counted; ours would be mapped by nobody.
+//     queue of bench_queue_throughput) and is not counted; ours would be mapped by nobody. A new
+//     entry nobody maps counts only if it is still there after up to 2 s (another test's planted file
+//     is gone by then; a leak of ours stays).
 //   * Grace period: a child may have ended an instant ago and be about to be reaped (background mode,
 //     or a child handed to the reaper). If children remain, the guard calls Reaper::reap() and looks
 //     again, for up to 2 s, before calling them leaked. Tests themselves never sleep to synchronize.
@@ -140,8 +142,18 @@ class LeakGuard : public ListenerBase {
     for (auto& [fd, target] : mproc_test::open_fds())
       if (!fds_.count(fd)) report += "  fd " + std::to_string(fd) + " -> " + target + "\n";
 
+    // A new entry nobody else maps may still be another test's short-lived one (a file planted and
+    // removed a moment later): ours stays, so look again for up to 2 s before calling it leaked.
+    std::vector<std::string> fresh;
     for (auto& e : shm_entries())
-      if (!shm_.count(e) && !mapped_by_another_process(e)) report += "  /dev/shm/" + e + "\n";
+      if (!shm_.count(e) && !mapped_by_another_process(e)) fresh.push_back(e);
+    for (const auto shm_deadline = mproc_test::Clock::now() + 2s; !fresh.empty();) {
+      const auto now_there = shm_entries();
+      std::erase_if(fresh, [&](const std::string& e) { return !now_there.count(e) || mapped_by_another_process(e); });
+      if (fresh.empty() || mproc_test::Clock::now() >= shm_deadline) break;
+      std::this_thread::sleep_for(50ms);
+    }
+    for (auto& e : fresh) report += "  /dev/shm/" + e + "\n";
 
     if (report.empty()) return;
     g_leaked = true;
