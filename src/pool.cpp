@@ -8,7 +8,6 @@
 // (pidfds), enforces task_timeout and forks replacements.
 #include "mproc/pool.hpp"
 
-#include <cxxabi.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -35,14 +34,6 @@ constexpr std::uint8_t kRun = 1, kExit = 2, kDone = 3;
 // worker, which is blocked in recv and reads them at once.
 constexpr std::size_t kPrefetchBytes = 32 * 1024;  // bytes of prefetched (not running) chunks per worker
 constexpr std::size_t kPrefetch = 8;                // chunks in flight per worker, the running one included
-
-std::string demangle(const char* mangled) {
-  int status = 0;
-  char* d = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
-  std::string out = (status == 0 && d) ? d : mangled;
-  std::free(d);
-  return out;
-}
 
 std::uint64_t read_u64(ByteReader& r) {
   std::uint64_t v;
@@ -74,19 +65,10 @@ bool wait_on(std::condition_variable& cv, std::unique_lock<std::mutex>& lk, std:
 // ---------------------------------------------------------------- task records
 
 void write_current_exception(ByteWriter& out) {
-  std::string type = "unknown exception";
-  if (auto* t = abi::__cxa_current_exception_type()) type = demangle(t->name());
-  std::string what;
-  try {
-    throw;
-  } catch (const std::exception& e) {
-    what = e.what();
-  } catch (...) {
-    what = "(an exception not derived from std::exception)";
-  }
+  const ExceptionText e = describe_current_exception();
   out.write_byte(std::byte{0});
-  encode_to(out, type);
-  encode_to(out, what);
+  encode_to(out, e.type);
+  encode_to(out, e.what);
 }
 
 bool read_task_status(ByteReader& in, std::exception_ptr& err) {

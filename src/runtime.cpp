@@ -116,22 +116,28 @@ std::string demangle(const char* mangled) {
   std::free(d);
   return out;
 }
+}  // namespace
 
+ExceptionText describe_current_exception() {
+  ExceptionText e{"unknown exception", {}};
+  if (auto* t = abi::__cxa_current_exception_type()) e.type = demangle(t->name());
+  try {
+    throw;
+  } catch (const std::exception& x) {
+    e.what = x.what();
+  } catch (...) {
+    e.what = "(an exception not derived from std::exception)";
+  }
+  return e;
+}
+
+namespace {
 // Called inside a catch(...) block: what Python prints for an exception escaping run().
 void report_current_exception(const std::string& name) noexcept {
   try {
-    std::string type = "unknown exception";
-    if (auto* t = abi::__cxa_current_exception_type()) type = demangle(t->name());
-    std::string what;
-    try {
-      throw;
-    } catch (const std::exception& e) {
-      what = e.what();
-    } catch (...) {
-      what = "(not derived from std::exception)";
-    }
+    const ExceptionText e = describe_current_exception();
     posix::flush_stdio();
-    std::string msg = "Process " + name + ":\n" + type + ": " + what + "\n";
+    std::string msg = "Process " + name + ":\n" + e.type + ": " + e.what + "\n";
     posix::write_all(2, msg.data(), msg.size());
   } catch (...) {
     static const char fallback[] = "Process: uncaught exception\n";

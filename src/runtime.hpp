@@ -30,6 +30,14 @@ void run_exit_hooks(int code) noexcept;
 /// Threads mproc runs in this process (reaper, signal dispatcher): not counted by MPROC_WARN_THREADS.
 std::atomic<int>& internal_threads() noexcept;
 
+/// Inside a catch block: the exception in flight as its demangled type name and what() (Python's
+/// "<type>: <message>"); may throw std::bad_alloc.
+struct ExceptionText {
+  std::string type;
+  std::string what;
+};
+ExceptionText describe_current_exception();
+
 /// In a forked child: run body. An escaping exception is printed to stderr as "Process <name>:" and
 /// "<demangled type>: <what()>" and gives exit code 1, else the code is 0; then finish_child(code).
 [[noreturn]] void run_child_and_exit(const std::string& name, const std::function<void()>& body) noexcept;
