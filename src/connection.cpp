@@ -20,6 +20,7 @@
 #include <system_error>
 
 #include "posix/fd.hpp"
+#include "posix/signals.hpp"
 
 namespace mproc {
 
@@ -97,42 +98,6 @@ std::string too_long(std::uint64_t len, const char* which, std::size_t limit) {
 
 // ---- sending ------------------------------------------------------------------------------------
 
-// While alive, SIGPIPE is blocked in the calling thread; a SIGPIPE raised meanwhile by our write is
-// consumed before the old mask comes back, so it is never delivered. A SIGPIPE that was already pending
-// before (raised by someone else while the program had it blocked) is left alone. This is the usual way
-// to write to a pipe without SIGPIPE when the process disposition may not be changed (a library must
-// not touch it): see signal(7) and pthread_sigmask(3); curl's sigpipe_ignore does the same.
-class SigpipeGuard {
- public:
-  SigpipeGuard() noexcept {
-    sigemptyset(&pipe_set_);
-    sigaddset(&pipe_set_, SIGPIPE);
-    sigset_t pending;
-    sigemptyset(&pending);
-    if (::sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1) was_pending_ = true;
-    ::pthread_sigmask(SIG_BLOCK, &pipe_set_, &old_);
-  }
-  ~SigpipeGuard() {
-    const int saved = errno;
-    if (raised_ && !was_pending_) {
-      // The SIGPIPE of a failed write(2) is directed at the writing thread, so this thread can take it.
-      const timespec zero{0, 0};
-      while (::sigtimedwait(&pipe_set_, nullptr, &zero) < 0 && errno == EINTR) {
-      }
-    }
-    ::pthread_sigmask(SIG_SETMASK, &old_, nullptr);
-    errno = saved;
-  }
-  SigpipeGuard(const SigpipeGuard&) = delete;
-  SigpipeGuard& operator=(const SigpipeGuard&) = delete;
-  void epipe() noexcept { raised_ = true; }
-
- private:
-  sigset_t pipe_set_;
-  sigset_t old_;
-  bool was_pending_ = false;
-  bool raised_ = false;
-};
 
 // One sendmsg/writev of iov[0..n), EINTR and EAGAIN handled. Bytes written, or -1 with errno.
 ssize_t write_once(int fd, bool socket, iovec* iov, int n) {
@@ -322,7 +287,7 @@ void Connection::send_bytes(std::span<const std::byte> bytes) {
       err = write_stream(fd, true, iov, n, &wrote_any);
       if (err == ECONNRESET) err = EPIPE;
     } else {
-      SigpipeGuard guard;
+      px::SigpipeGuard guard;
       err = write_stream(fd, false, iov, n, &wrote_any);
       if (err == EPIPE) guard.epipe();
     }

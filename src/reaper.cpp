@@ -269,16 +269,18 @@ struct Registry {
   static void cleanup_at_exit();
 };
 
-// Normal exit of this process: terminate daemon children (SIGTERM, SIGKILL after 1 s) and reap them,
-// then join non-daemon ones: Python's util._exit_function.
+// Normal exit of this process: terminate daemon children and spawned programs that are not detached
+// (SIGTERM, SIGKILL after 1 s) and reap them, then join non-daemon ones: Python's util._exit_function.
 void Registry::cleanup_at_exit() {
   auto& r = get();
   std::vector<std::shared_ptr<ChildHandle>> daemons, others;
   {
     std::lock_guard lock(r.mu);
     for (auto& [pid, rec] : r.live) {
-      if (!rec.info.process) continue;
-      (rec.info.daemon ? daemons : others).push_back(rec.handle);
+      if (rec.info.process)
+        (rec.info.daemon ? daemons : others).push_back(rec.handle);
+      else if (rec.info.terminate_at_exit)
+        daemons.push_back(rec.handle);  // a spawned program dies with its parent, like a daemon
     }
   }
   try {

@@ -37,6 +37,9 @@ struct ChildInfo {
   bool daemon = false;
   /// A Process child: joined (non-daemon) or terminated (daemon) at normal exit of this process.
   bool process = false;
+  /// Not a Process (a spawned program), but terminated like a daemon at normal exit of this process
+  /// (SIGTERM, SIGKILL after 1 s). False for detached programs, which are left running.
+  bool terminate_at_exit = false;
 };
 
 /// Own a child that this process just forked. lifeline: the write end of a daemon child's lifeline

@@ -2,6 +2,9 @@
 
 #include <pthread.h>
 
+#include <cerrno>
+#include <ctime>
+
 namespace mproc::detail::posix {
 
 BlockAllSignals::BlockAllSignals() noexcept {
@@ -20,6 +23,27 @@ void reset_child_signals() noexcept {
   sigset_t none;
   sigemptyset(&none);
   pthread_sigmask(SIG_SETMASK, &none, nullptr);
+}
+
+SigpipeGuard::SigpipeGuard() noexcept {
+  sigemptyset(&pipe_set_);
+  sigaddset(&pipe_set_, SIGPIPE);
+  sigset_t pending;
+  sigemptyset(&pending);
+  if (::sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1) was_pending_ = true;
+  ::pthread_sigmask(SIG_BLOCK, &pipe_set_, &old_);
+}
+
+SigpipeGuard::~SigpipeGuard() {
+  const int saved = errno;
+  if (raised_ && !was_pending_) {
+    // The SIGPIPE of a failed write(2) is directed at the writing thread, so this thread can take it.
+    const timespec zero{0, 0};
+    while (::sigtimedwait(&pipe_set_, nullptr, &zero) < 0 && errno == EINTR) {
+    }
+  }
+  ::pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  errno = saved;
 }
 
 }  // namespace mproc::detail::posix

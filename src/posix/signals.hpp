@@ -27,4 +27,24 @@ class BlockAllSignals {
 /// Async-signal-safe.
 void reset_child_signals() noexcept;
 
+/// While alive, SIGPIPE is blocked in the calling thread; a SIGPIPE raised meanwhile by our own write is
+/// consumed before the old mask comes back (call epipe() after a write failed with EPIPE), so it is never
+/// delivered. A SIGPIPE that was already pending before is left alone. The way for a library to write
+/// to a pipe without SIGPIPE when it may not change the process's disposition: see signal(7) and
+/// pthread_sigmask(3); curl's sigpipe_ignore does the same. Used by Connection and ChildProcess::write.
+class SigpipeGuard {
+ public:
+  SigpipeGuard() noexcept;
+  ~SigpipeGuard();
+  SigpipeGuard(const SigpipeGuard&) = delete;
+  SigpipeGuard& operator=(const SigpipeGuard&) = delete;
+  void epipe() noexcept { raised_ = true; }
+
+ private:
+  sigset_t pipe_set_;
+  sigset_t old_;
+  bool was_pending_ = false;
+  bool raised_ = false;
+};
+
 }  // namespace mproc::detail::posix
