@@ -561,8 +561,16 @@ ChildProcess spawn(const std::string& file, const std::vector<std::string>& args
                                  bp::process_start_dir{options.cwd.string()}, setup);
       pid = launcher.pid;
       if (!ec) proc.detach();  // the reaper owns it from here; Boost's handle must not terminate it
+    } catch (const boost::system::system_error& e) {
+      // Boost builds its process handle only after a successful exec, and that is what threw here:
+      // its own pidfd_open failed (EMFILE, ENOMEM) and asio refused fd -1. The program runs, and we
+      // never needed Boost's handle: carry on with the pid (our own pidfd_open below may work, and
+      // without one the reaper falls back to polling). Before the vfork (no pid) it is an OS error.
+      if (launcher.pid <= 0) throw std::system_error(e.code().value(), std::system_category(), "spawn '" + file + "'");
+      pid = launcher.pid;
+      ec.clear();
     } catch (...) {
-      // Boost threw after the child started (its pidfd_open or reactor registration): do not leave it.
+      // Anything else after the child started: do not leave it behind.
       if (launcher.pid > 0) {
         ::kill(launcher.pid, SIGKILL);
         px::wait_blocking(launcher.pid);

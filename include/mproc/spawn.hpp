@@ -87,10 +87,13 @@ enum class Stdio { pipe, inherit, ignore };
 /// Options of spawn(). Designated initializers read like Node's options: `{.cwd = "/tmp", .ipc = true}`.
 struct SpawnOptions {
   /// Working directory of the child; empty: ours. A relative `file` containing '/' is resolved from it.
-  std::filesystem::path cwd;
+  std::filesystem::path cwd{};
   /// The child's whole environment (it replaces ours); nullopt: ours, as it is at the call.
-  std::optional<std::map<std::string, std::string>> env;
+  std::optional<std::map<std::string, std::string>> env{};
+  /// The child's stdin, stdout and stderr (default: a pipe each).
+  ///@{
   Stdio in = Stdio::pipe, out = Stdio::pipe, err = Stdio::pipe;
+  ///@}
   /// Own session (setsid): no controlling terminal, not in our process group, and left running at our
   /// exit (neither killed nor waited for). Still reaped by us if it ends while we run.
   bool detached = false;
@@ -104,8 +107,10 @@ struct SpawnOptions {
 class MPROC_API ChildProcess {
  public:
   ChildProcess() noexcept;
-  ChildProcess(ChildProcess&&) noexcept;
-  ChildProcess& operator=(ChildProcess&&) noexcept;
+  /// Takes over o's program and pipes; o becomes empty.
+  ChildProcess(ChildProcess&& o) noexcept;
+  /// Takes over o's program and pipes (what this held is handed to the reaper, as by the destructor).
+  ChildProcess& operator=(ChildProcess&& o) noexcept;
   ChildProcess(const ChildProcess&) = delete;
   ChildProcess& operator=(const ChildProcess&) = delete;
   /// Closes our pipe ends and the channel; a running program is handed to the reaper (see the top of
@@ -152,7 +157,7 @@ class MPROC_API ChildProcess {
   /// (EINVAL for a bad signal number).
   void kill(int signo = SIGTERM);
 
-  /// The IPC channel (spawn with ipc = true): send<T>/recv<T> as on any Connection. UsageError without
+  /// The IPC channel (spawn with ipc = true): `send<T>`/`recv<T>` as on any Connection. UsageError without
   /// ipc. The Connection stays usable after the ChildProcess is gone if you copied it.
   Connection& channel();
 
@@ -181,14 +186,14 @@ MPROC_API ChildProcess spawn(const std::string& file, const std::vector<std::str
 
 /// Options of exec() and exec_file().
 struct ExecOptions {
-  std::filesystem::path cwd;
-  std::optional<std::map<std::string, std::string>> env;
+  std::filesystem::path cwd{};                              ///< as SpawnOptions::cwd
+  std::optional<std::map<std::string, std::string>> env{};  ///< as SpawnOptions::env
   /// Written to the child's stdin, which is then closed (empty: stdin is closed at once).
-  std::string input;
+  std::string input{};
   /// Past it, kill_signal is sent to the child, timed_out is set, and exec returns once the child has
   /// ended (without waiting for EOF from programs the child left behind). nullopt: no limit.
-  std::optional<std::chrono::milliseconds> timeout;
-  int kill_signal = SIGTERM;
+  std::optional<std::chrono::milliseconds> timeout{};
+  int kill_signal = SIGTERM;  ///< sent at the timeout and past max_buffer
   /// Per stream: once stdout or stderr passed this many bytes, the child is sent kill_signal, truncated is
   /// set, and that stream keeps exactly max_buffer bytes.
   std::size_t max_buffer = 1024 * 1024;
@@ -196,10 +201,13 @@ struct ExecOptions {
 
 /// What exec() and exec_file() return. A non-zero exit is not an exception: look at status.
 struct ExecResult {
-  ExitStatus status;
-  std::string out, err;
-  bool timed_out = false;
-  bool truncated = false;
+  ExitStatus status{};  ///< how the program ended
+  /// What it wrote to stdout and stderr (at most max_buffer bytes each).
+  ///@{
+  std::string out{}, err{};
+  ///@}
+  bool timed_out = false;  ///< the timeout passed and kill_signal was sent
+  bool truncated = false;  ///< a stream passed max_buffer and kill_signal was sent
 };
 
 /// Run command through /bin/sh -c and return its status and output (Node's exec). Throws SpawnError if

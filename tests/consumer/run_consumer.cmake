@@ -80,7 +80,9 @@ elseif(MODE STREQUAL "project")
   if(CONFIG)
     set(build_args --config "${CONFIG}")
   endif()
-  run_step("build" "${CMAKE_COMMAND}" --build "${BINARY}" ${build_args})
+  # --parallel: the add_subdirectory consumer compiles all of mproc (spawn.cpp with Boost.Process alone
+  # takes a while); two jobs keep it well inside its TIMEOUT on a 2-core machine.
+  run_step("build" "${CMAKE_COMMAND}" --build "${BINARY}" --parallel 2 ${build_args})
   file(GLOB_RECURSE app LIST_DIRECTORIES false "${BINARY}/app" "${BINARY}/*/app")
   list(FILTER app EXCLUDE REGEX "/CMakeFiles/")
   if(NOT app)

@@ -1,5 +1,6 @@
 // tests/helpers/mproc_test_helper.cpp — a small program with modes that the tests exec, for what must
-// happen in a fresh process: the parent-exit rules, trace output, first names, exit hooks.
+// happen in a fresh process: the parent-exit rules, trace output, first names, exit hooks, and the
+// spawned program's side of mproc::spawn (IPC channel, inherited fds, children left at exit).
 //
 //   daemon-return          start a daemon sleeper ("mproc-sleeper"), print "daemon=<pid>", return from
 //                          main with the Process still alive (held by a global pointer, never destroyed)
@@ -17,10 +18,26 @@
 //   on-exit <how>          register on_exit hooks ("hook1 code=N", "hook2 code=N"; a third one is
 //                          unsubscribed first), then end: exit5 (std::exit(5)), return4 (return 4
 //                          from main), mproc-exit8 (mproc::exit(8))
+//   ipc-echo               a program started by mproc::spawn with ipc = true: checks MPROC_IPC_FD=3,
+//                          takes mproc::parent_channel() (then MPROC_IPC_FD must be gone from the
+//                          environment and fd 3 CLOEXEC), receives 1,000 ints and answers each with
+//                          the int + 1 followed by a message of its own ("child-<i>"); exit code 0, or
+//                          10.. for the first check that failed (see ipc_echo_mode)
+//   ipc-none               exit 0 if mproc::parent_channel() is nullopt (started without ipc), else 10
+//   list-fds               print this program's open fds, one number a line (the listing's own
+//                          directory fd excluded)
+//   spawn-detached <how>   mproc::spawn("sleep 30") with detached = true, print "child=<pid>", return
+//                          from main; <how>: keep (the ChildProcess held by a global pointer, never
+//                          destroyed) or destroyed (the ChildProcess is destroyed first)
+//   spawn-attached <how>   the same without detached: that child must not outlive our normal exit
 // Output goes to stdout, one "key=value" line per fact, flushed at once.
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <vector>
 
 #include <cerrno>
 #include <chrono>
@@ -39,6 +56,7 @@
 // the never-read stores.
 mproc::Process* g_keep = nullptr;
 mproc::this_process::Subscription* g_hooks[2] = {nullptr, nullptr};
+mproc::ChildProcess* g_keep_child = nullptr;
 
 namespace {
 
@@ -167,6 +185,67 @@ int on_exit_mode(const std::string& how) {
   return usage();
 }
 
+// Exit codes name the first check that failed: 14 MPROC_IPC_FD is not "3" before the first call, 10
+// parent_channel() is nullopt, 11 MPROC_IPC_FD still in the environment after it, 13 fd 3 not CLOEXEC,
+// 12 a second parent_channel() is nullopt, 15 a message was not what the parent sends, 16 an exception.
+int ipc_echo_mode() {
+  try {
+    const char* fd_var = std::getenv("MPROC_IPC_FD");
+    if (!fd_var || std::string(fd_var) != "3") return 14;
+    auto channel = mproc::parent_channel();
+    if (!channel) return 10;
+    if (std::getenv("MPROC_IPC_FD") != nullptr) return 11;
+    const int flags = ::fcntl(3, F_GETFD);
+    if (flags < 0 || !(flags & FD_CLOEXEC)) return 13;
+    if (!mproc::parent_channel()) return 12;
+    for (int i = 0; i < 1000; ++i) {
+      const int x = channel->recv<int>();
+      if (x != i * 7) return 15;
+      channel->send(x + 1);
+      channel->send(std::string("child-") + std::to_string(i));
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ipc-echo: %s\n", e.what());
+    return 16;
+  }
+}
+
+int list_fds_mode() {
+  std::vector<int> fds;
+  DIR* d = ::opendir("/proc/self/fd");
+  if (!d) return 3;
+  const int self = ::dirfd(d);
+  while (dirent* e = ::readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    const int fd = std::atoi(e->d_name);
+    if (fd != self) fds.push_back(fd);
+  }
+  ::closedir(d);
+  std::sort(fds.begin(), fds.end());
+  for (int fd : fds) say(std::to_string(fd));
+  return 0;
+}
+
+int spawn_mode(bool detached, const std::string& how) {
+  if (how != "keep" && how != "destroyed") return usage();
+  mproc::SpawnOptions options;
+  options.detached = detached;
+  options.in = options.out = options.err = mproc::Stdio::ignore;
+  if (how == "keep") {
+    g_keep_child = new mproc::ChildProcess(mproc::spawn("sleep", {"30"}, options));
+    say("child=" + std::to_string(g_keep_child->pid()));
+    return 0;
+  }
+  pid_t pid = -1;
+  {
+    mproc::ChildProcess c = mproc::spawn("sleep", {"30"}, options);
+    pid = c.pid();
+  }  // handed to the reaper, still running
+  say("child=" + std::to_string(pid));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char* argv[]) {
@@ -177,5 +256,10 @@ int main(int argc, char* argv[]) {
   if (mode == "trace") return trace_mode(argc > 2 && std::strcmp(argv[2], "api") == 0);
   if (mode == "names") return names_mode();
   if (mode == "on-exit") return argc < 3 ? usage() : on_exit_mode(argv[2]);
+  if (mode == "ipc-echo") return ipc_echo_mode();
+  if (mode == "ipc-none") return mproc::parent_channel() ? 10 : 0;
+  if (mode == "list-fds") return list_fds_mode();
+  if (mode == "spawn-detached") return argc < 3 ? usage() : spawn_mode(true, argv[2]);
+  if (mode == "spawn-attached") return argc < 3 ? usage() : spawn_mode(false, argv[2]);
   return usage();
 }
