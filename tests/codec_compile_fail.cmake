@@ -1,6 +1,6 @@
 # tests/codec_compile_fail.cmake — a negative compile test, run by ctest as a CMake script:
 #
-#   cmake -DCXX=<compiler> -DINCLUDE_DIR=<mproc/include> -DSOURCE=<file.cpp> -DCASE=<n>
+#   cmake -DCXX=<compiler> -DINCLUDE_DIR=<mproc/include>[;<more dirs>] -DSOURCE=<file.cpp> -DCASE=<n>
 #         [-DEXPECT=<text;text;...>] [-DSHOULD_COMPILE=ON] -P codec_compile_fail.cmake
 #
 # Compiles SOURCE with -DMPROC_CASE=CASE (syntax only: nothing is linked). With SHOULD_COMPILE the
@@ -13,8 +13,12 @@ foreach(var CXX INCLUDE_DIR SOURCE CASE)
   endif()
 endforeach()
 
+set(include_flags "")
+foreach(dir IN LISTS INCLUDE_DIR)
+  list(APPEND include_flags "-I${dir}")
+endforeach()
 execute_process(
-  COMMAND "${CXX}" -std=c++20 -fsyntax-only "-I${INCLUDE_DIR}" "-DMPROC_CASE=${CASE}" "${SOURCE}"
+  COMMAND "${CXX}" -std=c++20 -fsyntax-only ${include_flags} "-DMPROC_CASE=${CASE}" "${SOURCE}"
   RESULT_VARIABLE rc
   OUTPUT_VARIABLE out
   ERROR_VARIABLE err)

@@ -11,5 +11,7 @@
 #include "mproc/queue.hpp"
 #include "mproc/reaper.hpp"
 #include "mproc/shared.hpp"
+#include "mproc/spawn.hpp"
 #include "mproc/synchronize.hpp"
 #include "mproc/this_process.hpp"
+#include "mproc/version.hpp"
