@@ -92,6 +92,7 @@ class ByteWriter {
       overflow(static_cast<const std::byte*>(src), n);
     }
   }
+  /// Append one byte. Throws what overflow() throws.
   void write_byte(std::byte b) {
     if (pos_ != end_) {
       *pos_++ = b;
@@ -101,10 +102,12 @@ class ByteWriter {
   }
   /// Fixed-width integers in host byte order (little-endian on mproc's platforms).
   void write_u32(std::uint32_t v) { write(&v, sizeof v); }
+  /// As write_u32(), 8 bytes.
   void write_u64(std::uint64_t v) { write(&v, sizeof v); }
 
  protected:
   ByteWriter() = default;
+  /// A writer whose first window is [first, last).
   ByteWriter(std::byte* first, std::byte* last) noexcept : pos_(first), end_(last) {}
   ~ByteWriter() = default;
 
@@ -160,11 +163,13 @@ class VectorWriter final : public ByteWriter {
 /// Writes into a fixed buffer; a write past its end throws CodecError (what was written stays).
 class SpanWriter final : public ByteWriter {
  public:
+  /// A writer at the start of out (the buffer must outlive the writer).
   explicit SpanWriter(std::span<std::byte> out) noexcept
       : ByteWriter(out.data(), out.data() + out.size()), first_(out.data()) {}
   SpanWriter(const SpanWriter&) = delete;
   SpanWriter& operator=(const SpanWriter&) = delete;
   ~SpanWriter() = default;
+  /// Bytes written so far.
   std::size_t written() const noexcept { return static_cast<std::size_t>(pos_ - first_); }
 
  private:
@@ -183,6 +188,7 @@ inline constexpr unsigned max_decode_depth = 256;
 /// copyable; it only refers to the bytes, which must outlive it.
 class ByteReader {
  public:
+  /// A reader at the start of in (the bytes must outlive the reader).
   explicit ByteReader(std::span<const std::byte> in) noexcept
       : pos_(in.data()), end_(in.data() + in.size()) {}
   ByteReader(const ByteReader&) = delete;
@@ -203,12 +209,15 @@ class ByteReader {
     const std::byte* p = take(n);
     if (n != 0) std::memcpy(dst, p, n);
   }
+  /// The next byte, consumed. CodecError if none remains.
   std::byte read_byte() { return *take(1); }
+  /// Fixed-width integers in host byte order, as ByteWriter writes them. CodecError if fewer remain.
   std::uint32_t read_u32() {
     std::uint32_t v;
     read(&v, sizeof v);
     return v;
   }
+  /// As read_u32(), 8 bytes.
   std::uint64_t read_u64() {
     std::uint64_t v;
     read(&v, sizeof v);
@@ -234,6 +243,7 @@ class ByteReader {
   /// Counts one level of user-codec nesting for as long as it lives; CodecError past max_decode_depth.
   class Nest {
    public:
+    /// Enter one level of nesting on r (the destructor leaves it). CodecError past max_decode_depth.
     explicit Nest(ByteReader& r) : r_(r) {
       if (++r_.depth_ > max_decode_depth) {
         --r_.depth_;

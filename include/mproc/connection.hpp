@@ -10,7 +10,7 @@
 //     int answer = parent_end.recv<int>();                     // 42
 //     p.join();
 //
-// Messages: send<T>/recv<T> carry any value the codec (mproc/codec.hpp) can encode; send_bytes/
+// Messages: `send<T>`/`recv<T>` carry any value the codec (mproc/codec.hpp) can encode; send_bytes/
 // recv_bytes carry raw bytes. Each message travels as one frame, a 64-bit little-endian length then the
 // body, so message boundaries are kept (docs/design/connection.md). A message longer than
 // max_message_size() (default 1 GiB) is refused by the sender and by the receiver; the receiver checks the
@@ -71,6 +71,8 @@ struct ConnectionState;
 struct ConnectionAccess;
 }
 
+/// One end of a Pipe() (or of an adopted fd): a handle that sends and receives whole messages. See the
+/// top of this header for copies, blocking, signals, threads and fork.
 class MPROC_API Connection {
  public:
   /// The default maximum message size: 1 GiB (the body, without the 8-byte length).
@@ -86,9 +88,13 @@ class MPROC_API Connection {
   /// exception the fd stays the caller's.
   explicit Connection(int fd, bool readable = true, bool writable = true);
 
+  /// Another handle to the same end (the same fd).
   Connection(const Connection&) = default;
+  /// Refer to the other's end; the end this referred to is closed if this was its last copy here.
   Connection& operator=(const Connection&) = default;
+  /// Takes over the other's end; the other is left empty (closed).
   Connection(Connection&&) noexcept = default;
+  /// As copy-assignment, leaving the other empty (closed).
   Connection& operator=(Connection&&) noexcept = default;
   /// Closes the fd when this is the last copy in this process. Never throws.
   ~Connection() = default;
@@ -135,9 +141,11 @@ class MPROC_API Connection {
   /// Close this process's fd, for every copy in this process. A second close() does nothing. Never
   /// throws. Afterwards every call but closed()/readable()/writable()/max_message_size() throws UsageError.
   void close() noexcept;
+  /// True after close(), and for an empty Connection.
   bool closed() const noexcept;
   /// The direction(s) of this end: both for a duplex Pipe; reader / writer for a one-way Pipe.
   bool readable() const noexcept;
+  /// See readable(): true if this end sends.
   bool writable() const noexcept;
   /// The fd, for poll/epoll/mproc::wait (do not read, write or close it yourself). UsageError if closed.
   int fileno() const;
@@ -146,6 +154,8 @@ class MPROC_API Connection {
   /// (default_max_message_size unless changed). Both ends should agree; the receiver's limit is the one
   /// that protects it. UsageError on an empty Connection.
   std::size_t max_message_size() const;
+  /// Set max_message_size() to n, for every copy in this process; returns *this. UsageError on an empty
+  /// Connection.
   Connection& max_message_size(std::size_t n);
 
  private:

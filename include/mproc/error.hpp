@@ -65,6 +65,7 @@ class MPROC_API CodecError : public Error {
 /// An exception escaped a task in a pool worker or an async child.
 class MPROC_API RemoteError : public Error {
  public:
+  /// type_name() is type_name (the original exception's demangled type); what() is message (its what()).
   RemoteError(std::string type_name, const std::string& message)
       : Error(message), type_name_(std::move(type_name)) {}
   /// The demangled type of the original exception, e.g. "std::out_of_range".
@@ -77,6 +78,7 @@ class MPROC_API RemoteError : public Error {
 /// The worker running a task died before answering.
 class MPROC_API WorkerLost : public Error {
  public:
+  /// what() is message; exitcode() is exitcode.
   WorkerLost(const std::string& message, int exitcode) : Error(message), exitcode_(exitcode) {}
   /// -signal if it was killed by a signal, else its exit code.
   int exitcode() const noexcept { return exitcode_; }
@@ -95,7 +97,9 @@ class MPROC_API BrokenBarrierError : public Error {
 /// An external program could not be started; code() says why (e.g. ENOENT).
 class MPROC_API SpawnError : public Error {
  public:
+  /// what() is message (it names the program); code() is code.
   SpawnError(const std::string& message, std::error_code code) : Error(message), code_(code) {}
+  /// Why the program could not be started: an errno value (ENOENT, EACCES, ...) in system_category.
   std::error_code code() const noexcept { return code_; }
 
  private:

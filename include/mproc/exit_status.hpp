@@ -12,6 +12,7 @@
 
 namespace mproc {
 
+/// How a process ended: a raw waitpid() status, decoded (see the top of this header).
 struct MPROC_API ExitStatus {
   /// A default ExitStatus reads as "exited with code 0".
   ExitStatus() = default;
@@ -29,6 +30,7 @@ struct MPROC_API ExitStatus {
   /// Decode a raw waitpid() status.
   static ExitStatus from_wait_status(int status) noexcept;
 
+  /// Equal when the raw statuses are.
   friend bool operator==(const ExitStatus&, const ExitStatus&) = default;
 
  private:

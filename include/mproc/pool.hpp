@@ -75,14 +75,15 @@
 
 namespace mproc {
 
+/// How a Pool is set up (Pool(PoolOptions)); every field has a default.
 struct PoolOptions {
   unsigned processes = 0;                  ///< 0: process_cpu_count()
-  std::function<void()> initializer;       ///< runs once in every worker, replacements included; if it
+  std::function<void()> initializer{};     ///< runs once in every worker, replacements included; if it
                                            ///< throws, the worker exits 1 (and the chunk it was given
                                            ///< fails with WorkerLost) and is replaced
   std::size_t maxtasksperchild = 0;        ///< 0: workers live as long as the pool
   std::string name_prefix = "PoolWorker";  ///< workers are "<prefix>-1", "<prefix>-2", ... (ps, top)
-  std::optional<std::chrono::milliseconds> task_timeout;  ///< a task running longer: its worker is
+  std::optional<std::chrono::milliseconds> task_timeout{};  ///< a task running longer: its worker is
                                                           ///< killed and replaced, it fails with TimeoutError
 };
 
@@ -369,6 +370,7 @@ class IMapIterator {
   using Arg = std::ranges::range_value_t<Base&>;
 
  public:
+  /// The result type: what f returns for one element of the range.
   using value_type = detail::task_result_t<F, Arg, false>;
 
  private:
@@ -400,19 +402,25 @@ class IMapIterator {
   };
 
  public:
+  /// The input iterator that begin() returns. It refers to its IMapIterator, which must outlive it.
   class iterator {
    public:
-    using value_type = R;
-    using difference_type = std::ptrdiff_t;
-    using iterator_concept = std::input_iterator_tag;
+    using value_type = R;                              ///< the result type
+    using difference_type = std::ptrdiff_t;            ///< as input iterators need one
+    using iterator_concept = std::input_iterator_tag;  ///< a single-pass input iterator
     iterator() = default;
+    /// The current result (until the next ++).
     R& operator*() const { return *st_->current; }
+    /// The current result's members (until the next ++).
     R* operator->() const { return &*st_->current; }
+    /// Move to the next result: blocks for it, and throws that item's error, as next().
     iterator& operator++() {
       advance(*st_);
       return *this;
     }
+    /// As ++it (an input iterator: returns nothing).
     void operator++(int) { ++*this; }
+    /// True past the last result (and for a default-constructed iterator).
     friend bool operator==(const iterator& i, std::default_sentinel_t) noexcept {
       return !i.st_ || !i.st_->current;
     }
@@ -436,6 +444,7 @@ class IMapIterator {
     advance(*st_);
     return iterator(st_.get());
   }
+  /// The end of the results, for range-for.
   std::default_sentinel_t end() const noexcept { return {}; }
 
   /// For mproc::Pool.
@@ -508,8 +517,11 @@ class MPROC_API Pool {
   /// Fork `processes` workers now (0: process_cpu_count()) and start the pool thread.
   /// std::system_error if a fork fails (nothing is left behind).
   explicit Pool(unsigned processes = 0);
+  /// As Pool(unsigned), set up by options (workers, initializer, maxtasksperchild, names, task_timeout).
   explicit Pool(PoolOptions options);
+  /// Takes over the other's workers and pool thread; the other is left moved-from.
   Pool(Pool&&) noexcept;
+  /// Takes over the other's workers; this Pool's own are terminated and joined, as by ~Pool().
   Pool& operator=(Pool&&) noexcept;
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;

@@ -14,15 +14,18 @@
 #include "mproc/exit_status.hpp"
 #include "mproc/export.hpp"
 
+/// Thin, checked wrappers over the process system calls (not integrated with the Reaper: see the top of
+/// this header).
 namespace mproc::posix {
 
 /// fork(2) after flushing C stdio and std::cout/cerr (so buffered output is not printed twice).
 /// 0 in the child, the child's pid in the parent. std::system_error on failure.
 MPROC_API pid_t fork();
 
+/// What wait() and waitpid() return: which child ended, and how.
 struct WaitResult {
-  pid_t pid;
-  ExitStatus status;
+  pid_t pid;          ///< the child that ended
+  ExitStatus status;  ///< how it ended
 };
 /// Wait for any child. std::system_error(ECHILD) when there is none.
 MPROC_API WaitResult wait();
@@ -32,7 +35,9 @@ MPROC_API std::optional<WaitResult> waitpid(pid_t pid, bool nohang = false);
 /// _exit(2): end now, without atexit handlers or flushing stdio.
 [[noreturn]] MPROC_API void exit_now(int status);
 
+/// getpid(2): this process's pid. Never throws.
 MPROC_API pid_t getpid();
+/// getppid(2): the parent's pid (the subreaper's or init's once the parent has died). Never throws.
 MPROC_API pid_t getppid();
 /// nice(2): add increment to this process's niceness; returns the new niceness. std::system_error
 /// (EPERM) when lowering it without privilege.

@@ -51,12 +51,16 @@
 #include "mproc/exit_status.hpp"
 #include "mproc/export.hpp"
 
+/// Python's multiprocessing for C++: processes, the reaper that leaves no zombies, queues, pipes, locks,
+/// shared memory and pools, with Python's names and rules.
 namespace mproc {
 
 namespace detail {
 struct ProcessState;
 }
 
+/// Python's multiprocessing.Process: a callable run in a forked child (see the top of this header).
+/// Movable, not copyable; a moved-from Process throws UsageError on use.
 class MPROC_API Process {
  public:
   /// A Process without target: run() does nothing unless a subclass overrides it.
@@ -71,7 +75,9 @@ class MPROC_API Process {
     set_target(detail::make_target(std::forward<F>(target), std::forward<Args>(args)...));
   }
 
+  /// Takes over the other's child (and name, flags, target); the other is left moved-from.
   Process(Process&&) noexcept;
+  /// As destroying this Process (see ~Process()), then taking over the other's child.
   Process& operator=(Process&&) noexcept;
   Process(const Process&) = delete;
   Process& operator=(const Process&) = delete;
@@ -82,13 +88,15 @@ class MPROC_API Process {
 
   /// The name: "Process-N" by default (N counts from 1 in each parent; "Process-1:2" for the second
   /// child of Process-1, as in Python). The child sees it in current_process().name and in
-  /// /proc/<pid>/comm (cut to 15 bytes). May be changed at any time; a change after start() does not
+  /// `/proc/<pid>/comm` (cut to 15 bytes). May be changed at any time; a change after start() does not
   /// reach the running child.
   Process& name(std::string n);
+  /// The name (see name(std::string)).
   const std::string& name() const;
 
   /// Daemon flag (default false). UsageError once started.
   Process& daemon(bool d);
+  /// The daemon flag.
   bool daemon() const;
 
   /// Fork the child and run run() in it. Throws UsageError if already started or closed, or when called
@@ -121,6 +129,7 @@ class MPROC_API Process {
   /// Send SIGTERM (kill: SIGKILL), through the pidfd where the kernel has pidfds, so a recycled pid is
   /// never hit. No-op once the child has ended. UsageError before start or after close.
   void terminate();
+  /// As terminate(), with SIGKILL.
   void kill();
 
   /// Release the sentinel. UsageError if the child is still running. A second close() does nothing;
@@ -145,9 +154,9 @@ class MPROC_API Process {
 
 /// Who a process is, as current_process(), parent_process() and active_children() report it.
 struct ProcessInfo {
-  std::string name;
-  pid_t pid;
-  bool daemon;
+  std::string name;  ///< "MainProcess", or the name its Process had at start()
+  pid_t pid;         ///< its pid
+  bool daemon;       ///< its daemon flag (false for the main process)
 };
 
 /// This process: "MainProcess" in the main program; in a child, its Process's name and daemon flag.

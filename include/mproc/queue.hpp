@@ -38,10 +38,14 @@
 
 namespace mproc {
 
+/// Options of Queue, SimpleQueue and JoinableQueue.
 struct QueueOptions {
   std::size_t capacity_bytes = 1 << 20;  ///< size of the shared ring; items larger than it still pass
 };
 
+/// Python's multiprocessing.Queue: items of type T between processes, any number of producers and
+/// consumers, FIFO per producer, on a ring in shared memory (see the top of this header). A handle:
+/// copies refer to the same queue.
 template <class T>
 class Queue {
  public:
@@ -71,7 +75,10 @@ class Queue {
 
   /// Items in the queue now (approximate while others put and get, as in Python).
   std::size_t qsize() const { return core_->qsize(); }
+  /// qsize() == 0 (as approximate as qsize()).
   bool empty() const { return core_->qsize() == 0; }
+  /// True if the queue holds maxsize items (never without a maxsize), as approximate as qsize(). A put
+  /// may also block when full() is false: while the ring has no room.
   bool full() const { return core_->maxsize() != 0 && core_->qsize() >= core_->maxsize(); }
 
   /// This process puts no more through any handle of this queue (puts throw UsageError); gets still
@@ -79,6 +86,7 @@ class Queue {
   void close() { core_->close(); }
 
  protected:
+  /// The queue's shared state (an implementation detail that JoinableQueue builds on).
   std::shared_ptr<detail::QueueCore> core_;
 
  private:
@@ -96,10 +104,15 @@ class Queue {
 template <class T>
 class SimpleQueue {
  public:
+  /// std::system_error if the shared memory cannot be mapped.
   explicit SimpleQueue(QueueOptions opts = {}) : q_(0, opts) {}
+  /// As Queue::put: blocks while the ring has no room. UsageError after close() in this process.
   void put(const T& item) { q_.put(item); }
+  /// As Queue::get: blocks until an item arrives. CodecError if it does not decode as T.
   T get() { return q_.get(); }
+  /// As Queue::empty.
   bool empty() const { return q_.empty(); }
+  /// As Queue::close: this process puts no more; gets still work.
   void close() { q_.close(); }
 
  private:

@@ -32,8 +32,12 @@
 
 namespace mproc {
 
+/// When owned children are reaped: on_demand (the default) inside mproc calls, background on a thread
+/// (see the top of this header).
 enum class ReapMode { on_demand, background };
 
+/// The registry that owns every child mproc starts and reaps each exactly once (see the top of this
+/// header). One per process: Reaper::instance().
 class MPROC_API Reaper {
  public:
   /// The process-wide reaper (never destroyed, so it outlives static destructors and atexit hooks).
@@ -42,6 +46,7 @@ class MPROC_API Reaper {
   /// Switch modes. background starts the reaping thread (std::system_error if it cannot); on_demand
   /// stops and joins it.
   void set_mode(ReapMode m);
+  /// The current mode (on_demand until set_mode()).
   ReapMode mode() const;
 
   /// Non-blocking sweep: reap every owned child that has ended. Returns how many were reaped.
@@ -76,10 +81,10 @@ MPROC_API void become_subreaper();
 /// One child as /proc shows it. state: 'R' running, 'S' sleeping, 'D' disk wait, 'T' stopped,
 /// 'Z' zombie, ...
 struct ChildEntry {
-  pid_t pid;
-  pid_t ppid;
-  char state;
-  std::string comm;
+  pid_t pid;         ///< the child
+  pid_t ppid;        ///< its parent
+  char state;        ///< the state letter, as above
+  std::string comm;  ///< its command name (at most 15 bytes)
 };
 /// The children of parent, zombies included, read from /proc. Never throws for a vanishing process.
 MPROC_API std::vector<ChildEntry> list_children(pid_t parent = ::getpid());

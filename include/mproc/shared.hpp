@@ -25,7 +25,7 @@
 // otherwise. raw(), operator[] and span() give direct references into the shared memory: no locking.
 //
 // SharedMemory is a block of bytes: anonymous (inherited by forked children) or named, under
-// /dev/shm/<name>, so that unrelated programs can share it. Named blocks are created with mode 0600 (only
+// `/dev/shm/<name>`, so that unrelated programs can share it. Named blocks are created with mode 0600 (only
 // this user, whatever the umask) and O_EXCL; open() refuses a block owned by another user or accessible
 // to group or others, which someone else could have planted or could tamper with. A named block lives
 // until unlink() (or reboot), also after every handle is gone: call unlink() when done, as in Python.
@@ -107,6 +107,7 @@ class Value {
   }
   /// Direct reference into the shared memory (no locking).
   T& raw() noexcept { return *p_; }
+  /// As raw(), read-only.
   const T& raw() const noexcept { return *p_; }
 
  private:
@@ -155,18 +156,24 @@ class Array {
     if (!values.empty()) std::memcpy(static_cast<void*>(p_), values.data(), values.size_bytes());
   }
 
+  /// The number of elements.
   std::size_t size() const noexcept { return n_; }
   /// Direct reference to element i (unchecked, like std::vector's).
   T& operator[](std::size_t i) noexcept { return p_[i]; }
+  /// As operator[], read-only.
   const T& operator[](std::size_t i) const noexcept { return p_[i]; }
   /// As operator[], but std::out_of_range past the end.
   T& at(std::size_t i) {
     if (i >= n_) throw std::out_of_range("Array::at: index " + std::to_string(i) + " >= size " + std::to_string(n_));
     return p_[i];
   }
+  /// All the elements, directly in the shared memory (no locking).
   std::span<T> span() noexcept { return {p_, n_}; }
+  /// As span(), read-only.
   std::span<const T> span() const noexcept { return {p_, n_}; }
+  /// The first element, for range-for and algorithms (no locking).
   T* begin() noexcept { return p_; }
+  /// One past the last element.
   T* end() noexcept { return p_ + n_; }
   /// The Lock (UsageError if created with lock = false); a reference, as Value::get_lock().
   Lock& get_lock() const {
@@ -195,7 +202,7 @@ class Array {
 
 /// Python's multiprocessing.shared_memory.SharedMemory: a block of bytes shared between processes. A
 /// handle: copies share the mapping. Names are given without a leading '/' and appear as
-/// /dev/shm/<name>.
+/// `/dev/shm/<name>`.
 class MPROC_API SharedMemory {
  public:
   /// An anonymous block of size bytes, zero-filled, shared with children forked after this. It has no

@@ -95,13 +95,15 @@ class MPROC_API Lock {
   bool is_owned() const noexcept;
 
   // BasicLockable / Lockable / TimedLockable.
-  void lock() { acquire(); }
-  void unlock() { release(); }
-  bool try_lock() { return try_acquire(); }
+  void lock() { acquire(); }                 ///< as acquire()
+  void unlock() { release(); }               ///< as release()
+  bool try_lock() { return try_acquire(); }  ///< as try_acquire()
+  /// As acquire(timeout).
   template <class R, class P>
   bool try_lock_for(std::chrono::duration<R, P> timeout) {
     return acquire(timeout);
   }
+  /// As acquire(timeout), with the time left until t on t's clock (then waited on the monotonic clock).
   template <class C, class D>
   bool try_lock_until(std::chrono::time_point<C, D> t) {
     return acquire(t - C::now());
@@ -125,6 +127,7 @@ class MPROC_API RLock {
 
   /// Block until acquired (immediate if this thread owns it).
   void acquire();
+  /// Block at most timeout; true if acquired (at once if this thread owns it).
   template <class R, class P>
   bool acquire(std::chrono::duration<R, P> timeout) {
     return acquire_for(detail::to_nanoseconds(timeout));
@@ -139,13 +142,15 @@ class MPROC_API RLock {
   /// True if the calling thread owns the lock. Never blocks.
   bool is_owned() const noexcept;
 
-  void lock() { acquire(); }
-  void unlock() { release(); }
-  bool try_lock() { return try_acquire(); }
+  void lock() { acquire(); }                 ///< as acquire()
+  void unlock() { release(); }               ///< as release()
+  bool try_lock() { return try_acquire(); }  ///< as try_acquire()
+  /// As acquire(timeout).
   template <class R, class P>
   bool try_lock_for(std::chrono::duration<R, P> timeout) {
     return acquire(timeout);
   }
+  /// As acquire(timeout), with the time left until t on t's clock (then waited on the monotonic clock).
   template <class C, class D>
   bool try_lock_until(std::chrono::time_point<C, D> t) {
     return acquire(t - C::now());
@@ -167,11 +172,14 @@ class MPROC_API Semaphore {
   /// std::system_error if the shared memory cannot be mapped.
   explicit Semaphore(unsigned value = 1);
 
+  /// Take a unit; blocks while there is none.
   void acquire();
+  /// Block at most timeout; true if a unit was taken.
   template <class R, class P>
   bool acquire(std::chrono::duration<R, P> timeout) {
     return acquire_for(detail::to_nanoseconds(timeout));
   }
+  /// Never blocks: true if a unit was taken now.
   bool try_acquire();
   /// Give back one unit. Semaphore: UsageError only if the counter would overflow (2^32 - 1).
   /// BoundedSemaphore: UsageError if the value would exceed the initial value.
@@ -179,19 +187,23 @@ class MPROC_API Semaphore {
   /// The current value (a snapshot: others may change it at once).
   unsigned get_value() const noexcept;
 
-  void lock() { acquire(); }
-  void unlock() { release(); }
-  bool try_lock() { return try_acquire(); }
+  void lock() { acquire(); }                 ///< as acquire()
+  void unlock() { release(); }               ///< as release()
+  bool try_lock() { return try_acquire(); }  ///< as try_acquire()
+  /// As acquire(timeout).
   template <class R, class P>
   bool try_lock_for(std::chrono::duration<R, P> timeout) {
     return acquire(timeout);
   }
+  /// As acquire(timeout), with the time left until t on t's clock (then waited on the monotonic clock).
   template <class C, class D>
   bool try_lock_until(std::chrono::time_point<C, D> t) {
     return acquire(t - C::now());
   }
 
  protected:
+  /// value units; bounded: release() past value throws UsageError (BoundedSemaphore). std::system_error
+  /// if the shared memory cannot be mapped.
   Semaphore(unsigned value, bool bounded);
 
  private:
@@ -203,6 +215,7 @@ class MPROC_API Semaphore {
 /// throws UsageError (and changes nothing).
 class MPROC_API BoundedSemaphore : public Semaphore {
  public:
+  /// value units, and at most value. std::system_error if the shared memory cannot be mapped.
   explicit BoundedSemaphore(unsigned value = 1);
 };
 
@@ -216,8 +229,11 @@ class MPROC_API Event {
  public:
   /// std::system_error if the shared memory cannot be mapped.
   Event();
+  /// The flag, now. Never blocks.
   bool is_set() const noexcept;
+  /// Set the flag and wake every waiter. Never blocks; a second set() does nothing.
   void set() noexcept;
+  /// Reset the flag: wait() blocks again until the next set(). Never blocks.
   void clear() noexcept;
   /// Block until set.
   bool wait();
@@ -252,17 +268,18 @@ class MPROC_API Condition {
   /// A Condition over lock (a handle: the same lock others may hold directly).
   explicit Condition(Lock lock);
 
-  void acquire() { lock_.acquire(); }
+  void acquire() { lock_.acquire(); }  ///< the lock's Lock::acquire()
+  /// The lock's Lock::acquire(timeout).
   template <class R, class P>
   bool acquire(std::chrono::duration<R, P> timeout) {
     return lock_.acquire(timeout);
   }
-  bool try_acquire() { return lock_.try_acquire(); }
-  void release() { lock_.release(); }
-  bool owner_died() const noexcept { return lock_.owner_died(); }
-  void lock() { lock_.acquire(); }
-  void unlock() { lock_.release(); }
-  bool try_lock() { return lock_.try_acquire(); }
+  bool try_acquire() { return lock_.try_acquire(); }               ///< the lock's Lock::try_acquire()
+  void release() { lock_.release(); }                              ///< the lock's Lock::release()
+  bool owner_died() const noexcept { return lock_.owner_died(); }  ///< the lock's Lock::owner_died()
+  void lock() { lock_.acquire(); }                                 ///< as acquire()
+  void unlock() { lock_.release(); }                               ///< as release()
+  bool try_lock() { return lock_.try_acquire(); }                  ///< as try_acquire()
   /// The Lock under this condition.
   Lock get_lock() const { return lock_; }
 
@@ -295,6 +312,7 @@ class MPROC_API Condition {
 
   /// Wake n of the current waiters (all if fewer). UsageError if the lock is not held by this thread.
   void notify(std::size_t n = 1);
+  /// Wake every current waiter. UsageError if the lock is not held by this thread.
   void notify_all();
 
  private:
@@ -336,9 +354,11 @@ class MPROC_API Barrier {
   /// Break the barrier: waiters now and later get BrokenBarrierError until reset().
   void abort();
 
+  /// The number of parties, as constructed.
   std::size_t parties() const noexcept;
   /// Parties waiting in the current pass (0 while it drains or is broken).
   std::size_t n_waiting() const;
+  /// True once broken, until reset().
   bool broken() const;
 
  private:
