@@ -555,14 +555,23 @@ pid_t spawn_detached(std::unique_ptr<Target> fn) {
       run_child_and_exit("Detached", [&] { fn->run(); });
     }
     int g = grandchild;
-    posix::write_all(p.write.get(), &g, sizeof g);
+    if (!posix::write_all(p.write.get(), &g, sizeof g)) {
+      // The caller will hear "intermediate child died" and cannot know the grandchild: it must not run
+      // on unseen. (Found by fault injection: tests/fault, scope children, write:1.)
+      ::kill(grandchild, SIGKILL);
+      ::_exit(1);
+    }
     ::_exit(0);  // the grandchild is orphaned from here on
   }
   p.write.reset();
   int got = 0;
-  bool ok = posix::read_exact(p.read.get(), &got, sizeof got);
+  const bool ok = posix::read_exact(p.read.get(), &got, sizeof got);
+  const int read_err = ok ? 0 : errno;  // 0: EOF, the middle child ended without writing
   posix::wait_blocking(middle);  // the middle child is ours: reap it at once, never a zombie
   trace("fork pid=%d (intermediate, reaped) detached pid=%d", middle, got);
+  // A failed read is reported with its own errno, not as a dead middle child (fault injection showed
+  // read:1:EAGAIN surfacing as EIO "intermediate child died").
+  if (!ok && read_err != 0) posix::throw_errno(read_err, "spawn_detached: read (the grandchild's pid)");
   if (!ok) throw std::system_error(EIO, std::system_category(), "spawn_detached: intermediate child died");
   if (got < 0) posix::throw_errno(-got, "fork (spawn_detached grandchild)");
   return got;

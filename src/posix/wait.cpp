@@ -33,9 +33,15 @@ bool have_pidfd() noexcept {
     const char* off = std::getenv("MPROC_NO_PIDFD");
     if (off && *off && std::strcmp(off, "0") != 0) return false;
     int fd = pidfd_open(::getpid());
-    if (fd < 0) return false;  // ENOSYS before Linux 5.3: fall back to sentinel pipes
-    ::close(fd);
-    return true;
+    if (fd >= 0) {
+      ::close(fd);
+      return true;
+    }
+    // ENOSYS before Linux 5.3 (EPERM/EACCES from a seccomp filter): fall back to sentinel pipes. Any
+    // other error (EMFILE, ENFILE, ENOMEM) is transient and says nothing about the kernel: keep pidfds,
+    // or one fd shortage at the first start() would switch this process to the pipe fallback for good
+    // (found by fault injection, tests/fault: pidfd_open:1:EMFILE).
+    return errno != ENOSYS && errno != EPERM && errno != EACCES;
   }();
   return have;
 }
