@@ -14,32 +14,15 @@
 namespace mproc::detail::shm {
 
 namespace {
-using u32 = std::uint32_t;
-using u64 = std::uint64_t;
+using namespace ring_format;
 
-constexpr u64 kMagic = 0x6d70726f6352696eULL;  // "mprocRin"
-constexpr u32 kChunkMagic = 0x4d500000u;
-constexpr u32 kMagicMask = 0xfff00000u;
-constexpr u32 kFirst = 1, kLast = 2;
-constexpr u64 kChunkHeader = 16;
 constexpr u64 kMinCapacity = 4096;
 constexpr u64 kMaxChunk = u64{1} << 30;
 constexpr u64 kMaxRecord = u64{1} << 40;  // 1 TiB: a sanity bound on a header read from shared memory
+// get() reserves a streamed record's announced length up front only up to this (address space, not
+// touched): past it the buffer grows with the bytes that actually arrived.
+constexpr u64 kMaxReserve = u64{64} << 20;
 constexpr auto kSlice = std::chrono::milliseconds(100);
-
-struct ChunkHeader {
-  u32 flags;
-  u32 len;
-  u64 total;
-};
-static_assert(sizeof(ChunkHeader) == kChunkHeader);
-
-// One-entry redo log for a two-word update. The values are written, then `valid` (release); a holder
-// that dies with valid == 1 left an update the next holder re-applies (the stores are idempotent).
-struct Journal {
-  std::atomic<u32> valid{0};
-  std::atomic<u64> a{0}, b{0};
-};
 
 // RAII unlock for a robust mutex already acquired.
 struct Unlock {
@@ -48,30 +31,6 @@ struct Unlock {
 };
 
 }  // namespace
-
-struct alignas(64) RingHeader {
-  u64 magic;
-  u64 capacity;
-  u64 maxsize;
-  RobustMutex put_lock;
-  RobustMutex get_lock;
-  // Producer side: written only by the put_lock holder.
-  alignas(64) std::atomic<u64> head{0};
-  std::atomic<u64> items_put{0};
-  Journal put_journal;
-  // Consumer side: written only by the get_lock holder.
-  alignas(64) std::atomic<u64> tail{0};
-  std::atomic<u64> items_got{0};
-  Journal get_journal;
-  // Wake-ups. data: head moved; space: tail or items_got moved; done: tasks_done moved.
-  alignas(64) std::atomic<u32> data_seq{0};
-  std::atomic<u32> data_sleepers{0};
-  alignas(64) std::atomic<u32> space_seq{0};
-  std::atomic<u32> space_sleepers{0};
-  alignas(64) std::atomic<u64> tasks_done{0};
-  std::atomic<u32> done_seq{0};
-  std::atomic<u32> done_sleepers{0};
-};
 
 namespace {
 
@@ -89,7 +48,10 @@ template <class Pred>
 bool wait_until(std::atomic<u32>& seq, std::atomic<u32>& sleepers, Pred pred, const posix::Deadline& d) {
   // Spin briefly first: the other side is usually on another core and about to publish, and a futex
   // sleep plus wake costs two system calls per item. Bounded, so an oversubscribed machine loses
-  // little.
+  // little. No spinning for a deadline that has passed already (put_nowait/get_nowait): one look only
+  // (with the spin, get_nowait on an empty queue took 80 us; found by tests/fuzz/ring_fuzz.cpp).
+  if (pred()) return true;
+  if (d.expired()) return false;
   for (int i = 0; i < 2000; ++i) {
     if (pred()) return true;
 #if defined(__x86_64__) || defined(__i386__)
@@ -119,6 +81,12 @@ void wake(std::atomic<u32>& seq, std::atomic<u32>& sleepers) noexcept {
   throw mproc::Error(std::string("queue ring corrupted: ") + what);
 }
 
+// The header's magic, checked once per put/get (one compare): a segment something else scribbled
+// over fails clearly instead of being trusted.
+void check_magic(const RingHeader& h) {
+  if (h.magic != kMagic) corrupted("bad magic");
+}
+
 }  // namespace
 
 Ring::Ring(std::size_t capacity_bytes, std::size_t maxsize)
@@ -138,7 +106,10 @@ Ring::Ring(std::size_t capacity_bytes, std::size_t maxsize)
 // The header is trivially destructible shared state; the mapping goes with seg_.
 Ring::~Ring() = default;
 
+// n == 0 returns at once: an empty record's span (and an empty get buffer) may have a null data(),
+// which memcpy must not be given even for 0 bytes (found by tests/fuzz/ring_fuzz.cpp under UBSan).
 void Ring::copy_in(u64 pos, const void* src, std::size_t n) noexcept {
+  if (n == 0) return;
   u64 off = pos % cap_;
   std::size_t first = static_cast<std::size_t>(std::min<u64>(n, cap_ - off));
   std::memcpy(data_ + off, src, first);
@@ -146,6 +117,7 @@ void Ring::copy_in(u64 pos, const void* src, std::size_t n) noexcept {
 }
 
 void Ring::copy_out(u64 pos, void* dst, std::size_t n) const noexcept {
+  if (n == 0) return;
   u64 off = pos % cap_;
   std::size_t first = static_cast<std::size_t>(std::min<u64>(n, cap_ - off));
   std::memcpy(dst, data_ + off, first);
@@ -177,6 +149,7 @@ void Ring::repair_get() noexcept {
 }
 
 bool Ring::put(std::span<const std::byte> rec, const posix::Deadline& d) {
+  check_magic(*h_);
   const u64 maxsize = h_->maxsize;
   auto room_for_item = [&] { return maxsize == 0 || qsize() < maxsize; };
   // Wait for the item limit before queueing on the lock, so a full queue does not hold the lock.
@@ -205,7 +178,12 @@ bool Ring::put(std::span<const std::byte> rec, const posix::Deadline& d) {
       // chunk will follow and this put_lock is released.
       return false;
     }
-    const u64 len = std::min({remaining, free_bytes() - kChunkHeader, kMaxChunk});
+    // Bounds check on the shared words (need <= cap_): tail only moves forward, so at least `need`
+    // bytes are still free unless head/tail were corrupted (tail past head, or more than cap_ behind
+    // it); trusting them would let the copies below run past the data area.
+    const u64 used = head - h_->tail.load(std::memory_order_acquire);
+    if (used > cap_ - need) corrupted("head/tail out of range");
+    const u64 len = std::min({remaining, cap_ - used - kChunkHeader, kMaxChunk});
     const bool last = off + len == total;
     ChunkHeader ch{kChunkMagic | (first ? kFirst : 0) | (last ? kLast : 0), static_cast<u32>(len), total};
     copy_in(head, &ch, sizeof ch);
@@ -245,6 +223,7 @@ void Ring::consume(u64 tail, u64 bytes, bool last) noexcept {
 }
 
 std::optional<std::size_t> Ring::get(std::vector<std::byte>& buf, const posix::Deadline& d) {
+  check_magic(*h_);
   auto r = h_->get_lock.lock(d);
   if (r == LockResult::timed_out) return std::nullopt;
   if (r == LockResult::owner_died) {
@@ -298,13 +277,16 @@ std::optional<std::size_t> Ring::get(std::vector<std::byte>& buf, const posix::D
       assembling = true;
       got = 0;
       total = ch.total;
-      if (buf.size() < total) buf.resize(static_cast<std::size_t>(total));
+      // Room for the announced total, up to kMaxReserve: a corrupt `total` must not allocate a TiB.
+      if (buf.capacity() < total) buf.reserve(static_cast<std::size_t>(std::min(total, kMaxReserve)));
     } else if (!assembling) {
       // The rest of a record whose consumer died mid-way: it was taken, drop it.
       consume(tail, kChunkHeader + ch.len, is_last);
       continue;
     }
     if (got + ch.len > total) corrupted("chunk past the end of its record");
+    // buf grows with the bytes that arrived (past kMaxReserve geometrically), not with `total`.
+    if (buf.size() < got + ch.len) buf.resize(static_cast<std::size_t>(got + ch.len));
     copy_out(tail + kChunkHeader, buf.data() + got, ch.len);
     got += ch.len;
     if (is_last && got != total) corrupted("record shorter than announced");

@@ -17,6 +17,7 @@
 //     waking costs a waiter at most one slice.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -24,11 +25,68 @@
 #include <vector>
 
 #include "posix/fd.hpp"
+#include "shm/robust_mutex.hpp"
 #include "shm/segment.hpp"
 
 namespace mproc::detail::shm {
 
-struct RingHeader;
+// ---- The shared-memory layout (docs/design/queue.md) --------------------------------------------
+// Here rather than in ring.cpp only so that tests/fuzz/ring_fuzz.cpp can play a corrupt or malicious
+// peer writing into it. Everything read from it is validated by Ring before use.
+namespace ring_format {
+using u32 = std::uint32_t;
+using u64 = std::uint64_t;
+
+constexpr u64 kMagic = 0x6d70726f6352696eULL;  // "mprocRin"
+constexpr u32 kChunkMagic = 0x4d500000u;
+constexpr u32 kMagicMask = 0xfff00000u;
+constexpr u32 kFirst = 1, kLast = 2;
+constexpr u64 kChunkHeader = 16;
+
+// Precedes each chunk's payload in the data area.
+struct ChunkHeader {
+  u32 flags;  // kChunkMagic | kFirst? | kLast?
+  u32 len;    // payload bytes in this chunk
+  u64 total;  // the whole record's length
+};
+static_assert(sizeof(ChunkHeader) == kChunkHeader);
+
+// One-entry redo log for a two-word update. The values are written, then `valid` (release); a holder
+// that dies with valid == 1 left an update the next holder re-applies (the stores are idempotent).
+struct Journal {
+  std::atomic<u32> valid{0};
+  std::atomic<u64> a{0}, b{0};
+};
+}  // namespace ring_format
+
+// At the start of the segment; the data area (capacity bytes) follows it.
+struct alignas(64) RingHeader {
+  using u32 = ring_format::u32;
+  using u64 = ring_format::u64;
+  u64 magic;
+  u64 capacity;
+  u64 maxsize;
+  RobustMutex put_lock;
+  RobustMutex get_lock;
+  // Producer side: written only by the put_lock holder.
+  alignas(64) std::atomic<u64> head{0};
+  std::atomic<u64> items_put{0};
+  ring_format::Journal put_journal;
+  // Consumer side: written only by the get_lock holder.
+  alignas(64) std::atomic<u64> tail{0};
+  std::atomic<u64> items_got{0};
+  ring_format::Journal get_journal;
+  // Wake-ups. data: head moved; space: tail or items_got moved; done: tasks_done moved.
+  alignas(64) std::atomic<u32> data_seq{0};
+  std::atomic<u32> data_sleepers{0};
+  alignas(64) std::atomic<u32> space_seq{0};
+  std::atomic<u32> space_sleepers{0};
+  alignas(64) std::atomic<u64> tasks_done{0};
+  std::atomic<u32> done_seq{0};
+  std::atomic<u32> done_sleepers{0};
+};
+
+struct RingTestAccess;  // defined by tests/fuzz/ring_fuzz.cpp: reaches h_ and data_
 
 class Ring {
  public:
@@ -56,6 +114,7 @@ class Ring {
   bool join(const posix::Deadline& deadline);
 
  private:
+  friend struct RingTestAccess;
   void repair_put() noexcept;
   void repair_get() noexcept;
   void copy_in(std::uint64_t pos, const void* src, std::size_t n) noexcept;

@@ -148,8 +148,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 }
 
 /// Writes the seed corpus: small valid encodings of each target type, prefixed by its selector byte.
-void mproc_codec_fuzz_write_seeds(const char* dir);
-void mproc_codec_fuzz_write_seeds(const char* dir) {
+void mproc_fuzz_write_seeds(const char* dir);
+void mproc_fuzz_write_seeds(const char* dir) {
   using namespace codec_fuzz;
   Job job{"job",
           {1, -2, 3},

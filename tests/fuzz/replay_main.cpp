@@ -1,8 +1,10 @@
-// tests/fuzz/replay_main.cpp — runs a libFuzzer harness without libFuzzer, built with the normal compiler.
+// tests/fuzz/replay_main.cpp — runs a libFuzzer harness without libFuzzer, built with the normal compiler
+// (linked to each harness: codec_fuzz_replay, connection_fuzz_replay, ring_fuzz_replay).
 //
-//   codec_fuzz_replay PATH...            every file (directories: every file in them, sorted) is passed
-//                                        to LLVMFuzzerTestOneInput, then each of its strict prefixes
-//   codec_fuzz_replay --write-seeds DIR  write the seed corpus into DIR (the harness knows the seeds)
+//   <harness>_replay PATH...            every file (directories: every file in them, sorted) is passed
+//                                       to LLVMFuzzerTestOneInput, then each of its strict prefixes
+//   <harness>_replay --write-seeds DIR  write the seed corpus into DIR (the harness knows its seeds:
+//                                       it defines mproc_fuzz_write_seeds)
 //
 // Exits 0 when every input ran without the harness aborting; 2 on a usage error or when no input was
 // found (a wrong path must not pass as an empty, successful run).
@@ -16,7 +18,7 @@
 #include <vector>
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size);
-void mproc_codec_fuzz_write_seeds(const char* dir);
+void mproc_fuzz_write_seeds(const char* dir);
 
 namespace {
 
@@ -38,7 +40,7 @@ std::size_t replay_file(const std::filesystem::path& p) {
 int main(int argc, char** argv) {
   if (argc == 3 && std::string(argv[1]) == "--write-seeds") {
     std::filesystem::create_directories(argv[2]);
-    mproc_codec_fuzz_write_seeds(argv[2]);
+    mproc_fuzz_write_seeds(argv[2]);
     std::printf("seeds written to %s\n", argv[2]);
     return 0;
   }
