@@ -296,8 +296,10 @@ TEST_CASE("adopt in background mode reaps and calls back on the reaper's thread"
       cb_thread = std::this_thread::get_id();
       cb_pid = p;
       cb_code = s.exitcode();
+      // Inside the lock: the test's lock below then orders this write before the pipe's close (TSan
+      // does not see the order the pipe itself gives).
+      t::write_str(w, "x");
     }
-    t::write_str(w, "x");
   });
   gate.release();
   REQUIRE(t::wait_readable(done.r.get(), 10s));  // nobody but the reaper's thread reaps it
