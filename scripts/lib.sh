@@ -5,7 +5,7 @@
 #   * missing and root: apt-get update, then apt-get install -y the missing ones;
 #   * missing and not root: prints the exact install command and exits 1.
 
-MPROC_PACKAGES=(cmake g++ make libboost1.81-dev libboost-filesystem1.81-dev catch2 python3 procps doxygen pkg-config)
+MPROC_PACKAGES=(cmake g++ make libboost1.81-dev libboost-filesystem1.81-dev catch2 python3 procps doxygen pkg-config gdb)
 
 # The repository root (this file lives in <root>/scripts).
 MPROC_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
