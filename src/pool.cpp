@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <system_error>
 #include <thread>
 
 #include "posix/fd.hpp"
@@ -186,7 +187,14 @@ struct Chunk {
   std::uint64_t id = 0;   // pool-wide, carried by Run and Done
   std::size_t count = 0;
   std::shared_ptr<const std::vector<std::byte>> msg;
+  int undelivered = 0;  // times its Run message could not be delivered to a worker (see loop())
 };
+
+// A chunk whose Run message could not be sent because its worker was already gone goes back to the
+// queue at most this many times; after that its worker's death fails it as usual (WorkerLost). The
+// bound keeps the promise that a pool whose workers die at once (an initializer that throws) drains
+// its queue with errors instead of retrying forever.
+constexpr int kMaxUndelivered = 3;
 
 struct Worker {
   explicit Worker(Process&& p) : proc(std::move(p)) {}
@@ -310,6 +318,7 @@ class PoolCore {
   }
   void handle_done_locked(Worker& w, std::vector<std::byte>&& bytes, std::vector<Completion>& out);
   void handle_death_locked(std::size_t index, std::vector<Completion>& out);
+  void requeue_undelivered_locked(const std::vector<std::pair<Worker*, const std::vector<std::byte>*>>& undelivered);
   void fail_everything_locked(const std::exception_ptr& err, std::vector<Completion>& out);
   void reap_workers() noexcept;
 
@@ -610,6 +619,7 @@ void PoolCore::loop() {
   std::vector<Completion> done;
   std::vector<std::pair<Worker*, std::vector<std::byte>>> msgs;
   std::vector<std::pair<Worker*, std::shared_ptr<const std::vector<std::byte>>>> sends;
+  std::vector<std::pair<Worker*, const std::vector<std::byte>*>> undelivered;
   static const auto exit_msg = std::make_shared<const std::vector<std::byte>>(1, std::byte{kExit});
 
   for (;;) {
@@ -798,16 +808,48 @@ void PoolCore::loop() {
       }
     }
     deliver_all(done);
+    undelivered.clear();
     for (auto& [w, msg] : sends) {
       try {
         w->conn.send_bytes(*msg);
+      } catch (const std::system_error& e) {
+        // EPIPE: the worker's end is closed, so the worker is dead (it died after this iteration's poll,
+        // or before it with its sentinel not yet seen) and the message did not reach it — not whole:
+        // the worker never started this chunk. Found by the chaos tests: a worker killed while idle was
+        // handed a chunk in the same instant, and that chunk then failed with WorkerLost although no
+        // task of it ever ran ("tasks not yet handed to a worker are never lost"). It goes back to the
+        // queue instead (below). Its sentinel reports the death as usual.
+        if (e.code().category() == std::system_category() && e.code().value() == EPIPE && msg != exit_msg)
+          undelivered.emplace_back(w, msg.get());
+        kill_worker(w);
       } catch (...) {
-        // Usually the worker is gone or going (EPIPE): its sentinel will say so. But a send can also
-        // fail with the worker alive and idle (bad_alloc): then nothing would ever answer the chunk,
-        // so end the worker; either way its death fails the chunk it holds and requeues the rest.
+        // A send can also fail with the worker alive and idle (bad_alloc): then nothing would ever
+        // answer the chunk, so end the worker; its death fails the chunk it holds and requeues the rest.
         kill_worker(w);
       }
     }
+    if (!undelivered.empty()) {
+      std::lock_guard lk(m);
+      requeue_undelivered_locked(undelivered);
+    }
+  }
+}
+
+// Chunks whose Run message never reached their (dead) worker: out of its in-flight list, back to the
+// front of the queue in the order they were dispatched, so its death fails only a chunk it may have
+// started. The sends to one worker follow its in-flight order, and once one fails with EPIPE every
+// later one to it does too: what stays in flight is what was delivered. A chunk that is no longer in
+// flight (terminate() failed it meanwhile) is left alone; one that could not be delivered
+// kMaxUndelivered times stays and fails with its worker, as before.
+void PoolCore::requeue_undelivered_locked(
+    const std::vector<std::pair<Worker*, const std::vector<std::byte>*>>& undelivered) {
+  for (auto it = undelivered.rbegin(); it != undelivered.rend(); ++it) {
+    auto& inflight = it->first->inflight;
+    auto c = std::find_if(inflight.begin(), inflight.end(), [&](const Chunk& ch) { return ch.msg.get() == it->second; });
+    if (c == inflight.end() || c->undelivered >= kMaxUndelivered) continue;
+    ++c->undelivered;
+    queue.push_front(std::move(*c));
+    inflight.erase(c);
   }
 }
 

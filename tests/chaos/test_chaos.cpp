@@ -658,6 +658,8 @@ void run_pool_chaos(unsigned processes) {
   opts.name_prefix = prefix;
   // Half the runs also retire workers (maxtasksperchild): retirements and replacements mix with kills.
   if (rng.chance(0.5)) opts.maxtasksperchild = rng.between(5, 60);
+  const bool by_terminate = rng.chance(0.5);  // how the pool is shut down at the end (see there)
+  Rng late_rng(mix(seed, 0x656E64ull));       // the shutdown's draws: the same whatever the rounds drew
   const auto t0 = t::Clock::now();
   mproc::Pool pool(opts);
   // The outside killer: one SIGKILL every 25..160 ms (on average about 11 a second).
@@ -681,8 +683,11 @@ void run_pool_chaos(unsigned processes) {
       REQUIRE(t::Clock::now() - t0 < kCaseBound);
     }
     // One round: 1 to 3 jobs submitted together, then collected in order (so later jobs run while
-    // earlier ones are collected). Tasks kill their worker with the round's kind.
-    const Kind kind = open[rng.below(open.size())];
+    // earlier ones are collected). Tasks kill their worker with the round's kind, drawn whatever the
+    // counts so far (so a seed always plans the same rounds; only how many run depends on timing);
+    // SIGKILL less often, as the outside killer adds to it.
+    const Kind kind = std::array<Kind, 8>{kSigkill, kSigkill, kSigsegv, kSigsegv, kSigsegv, kExit0, kExit0,
+                                          kExit0}[rng.below(8)];
     ++stats.rounds;
     INFO("round " << stats.rounds << ", kill kind " << kind_name(kind));
     std::vector<Job> jobs(rng.between(1, 3));
@@ -736,21 +741,20 @@ void run_pool_chaos(unsigned processes) {
   // Shutdown under fire, with tasks still queued while another outside killer strikes every 2..20 ms:
   // close() + join() (then every task still ends exactly one way), or terminate() (then a task may
   // also fail with "pool terminated", and nothing blocks). Either returns within its bound.
-  const bool by_terminate = rng.chance(0.5);
   long late_kills = 0;
   double shutdown_ms = 0;
   {
     Job last;
     last.mode = Mode::apply_async;
     for (unsigned i = 0; i < 40 * processes; ++i) {
-      last.args.push_back(make_arg(next_id++, kNone, static_cast<u32>(rng.between(500, 4000))));
+      last.args.push_back(make_arg(next_id++, kNone, static_cast<u32>(late_rng.between(500, 4000))));
       last.singles.push_back(pool.apply_async(chaos_task, last.args.back()));
     }
     WorkerKiller late_killer(prefix + "-", mix(seed, 0x6C617465ull), 2, 20);
     if (!by_terminate) pool.close();
     const auto ts = t::Clock::now();
     if (by_terminate) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(rng.between(0, 50)));  // some tasks done, some not
+      std::this_thread::sleep_for(std::chrono::milliseconds(late_rng.between(0, 50)));  // some done, some not
       pool.terminate();
     }
     pool.join();
