@@ -226,14 +226,18 @@ bool find_gdb(char* out, std::size_t size) {
 void print_stacks(const char* gdb, pid_t pid) {
   char pid_text[16];
   std::snprintf(pid_text, sizeof pid_text, "%d", static_cast<int>(pid));
-  const char* argv[] = {gdb, "-nx", "-batch", "-iex", "set debuginfod enabled off", "-p", pid_text,
-                        "-ex", "thread apply all bt", nullptr};
+  // Under coreutils' timeout when there is one: gdb stops every thread of the process it attaches to,
+  // this watchdog included, so a gdb that hangs while attached to *us* can only be killed from outside.
+  const bool has_timeout = ::access("/usr/bin/timeout", X_OK) == 0;
+  const char* argv[] = {"/usr/bin/timeout", "-s", "KILL", "25", gdb, "-nx", "-batch", "-iex",
+                        "set debuginfod enabled off", "-p", pid_text, "-ex", "thread apply all bt", nullptr};
+  const char* const* args = has_timeout ? argv : argv + 4;
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, 2, 1);
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   pid_t child = -1;
-  const int rc = ::posix_spawn(&child, gdb, &fa, nullptr, const_cast<char**>(argv), environ);
+  const int rc = ::posix_spawn(&child, args[0], &fa, nullptr, const_cast<char**>(args), environ);
   posix_spawn_file_actions_destroy(&fa);
   if (rc != 0) {
     say("WATCHDOG: cannot run %s: %s\n", gdb, std::strerror(rc));
