@@ -47,4 +47,6 @@ add_test(NAME consumer_add_subdirectory
           "-DSHARED=${BUILD_SHARED_LIBS}" ${_mproc_consumer_args} ${_mproc_consumer_driver})
 list(APPEND _mproc_consumer_tests consumer_add_subdirectory)
 
-set_tests_properties(${_mproc_consumer_tests} PROPERTIES TIMEOUT 300 LABELS consumer)
+# 600 s: each of these configures and compiles mproc (or a consumer of it) from scratch; that takes
+# 25-50 s on a quiet 2-core machine but went past 300 s once when the machine was loaded (load 9).
+set_tests_properties(${_mproc_consumer_tests} PROPERTIES TIMEOUT 600 LABELS consumer)
