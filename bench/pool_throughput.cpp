@@ -19,11 +19,11 @@
 // lifecycles) with the min–max; mproc and the serial loop alternate within each round so that a drift of
 // the machine's speed hits both. Python reports its own times (time.perf_counter around the same calls),
 // so its interpreter start-up is not counted. Each target is also printed as an `@row` summary line
-// (bench_util.hpp). The default run takes about 100 s on a quiet 2-core machine, three quarters of it in
-// scenario 3 (per round: 10 s serial, 5 s on the pool); the serial loop runs the same 10,000 tasks as the
-// pool, not a sample scaled up, so the speed-up compares like with like. Nothing is pinned to a CPU: the
-// workers go where the scheduler puts them (the speed-up needs the two cores free). Run it in Release:
-// ./scripts/bench.
+// (bench_util.hpp). The default run should take about 100 s on a quiet 2-core machine (estimated from
+// the per-scenario times), three quarters of it in scenario 3 (per round: 10 s serial, 5 s on the pool);
+// the serial loop runs the same 10,000 tasks as the pool, not a sample scaled up, so the speed-up compares
+// like with like. Nothing is pinned to a CPU: the workers go where the scheduler puts them (the speed-up
+// needs the two cores free). Run it in Release: ./scripts/bench.
 #include <unistd.h>
 
 #include <algorithm>
