@@ -12,7 +12,8 @@
 // The verdict: after the first 20% (warm-up: allocator arenas growing to the size of one slice's
 // buffers, the reaper's status history filling up, the page cache) RSS may not grow by more than 10%,
 // and fds, children, zombies and /dev/shm entries must be exactly flat. Exit code 0 if every phase
-// holds, 1 otherwise.
+// holds, 1 otherwise. Nothing is pinned to a CPU. It prints no `@row` line: it has no target of issue 8's
+// table (./scripts/bench runs it only with --soak).
 #include <dirent.h>
 #include <unistd.h>
 
