@@ -43,6 +43,7 @@ using Clock = std::chrono::steady_clock;
 struct Cost {
   double wall;
   double cpu;
+  double faults;  // minor page faults, parent + children: on this VM each costs ≈ 25 µs
 };
 
 double tv_us(const timeval& tv) {
@@ -57,19 +58,30 @@ double cpu_now_us() {
   return tv_us(self.ru_utime) + tv_us(self.ru_stime) + tv_us(children.ru_utime) + tv_us(children.ru_stime);
 }
 
+// Minor page faults of this process and of its reaped children. The profile of what a start costs
+// here: fork write-protects every page, so each page the parent or the child writes afterwards
+// faults once; mproc's extra work shows up mostly as extra faults, not as system calls.
+double faults_now() {
+  rusage self{}, children{};
+  ::getrusage(RUSAGE_SELF, &self);
+  ::getrusage(RUSAGE_CHILDREN, &children);
+  return static_cast<double>(self.ru_minflt + children.ru_minflt);
+}
+
 // Measures a batch of n: construct it before the batch, call done() after it.
 class Meter {
  public:
-  explicit Meter(int n) : n_(n), wall0_(Clock::now()), cpu0_(cpu_now_us()) {}
+  explicit Meter(int n) : n_(n), wall0_(Clock::now()), cpu0_(cpu_now_us()), faults0_(faults_now()) {}
   Cost done() const {
     const double wall = std::chrono::duration<double, std::micro>(Clock::now() - wall0_).count();
-    return {wall / n_, (cpu_now_us() - cpu0_) / n_};
+    return {wall / n_, (cpu_now_us() - cpu0_) / n_, (faults_now() - faults0_) / n_};
   }
 
  private:
   int n_;
   Clock::time_point wall0_;
   double cpu0_;
+  double faults0_;
 };
 
 // The floor: the system calls and nothing else.
@@ -101,12 +113,15 @@ Cost bench_mproc(int n) {
 }
 
 // Python times itself (interpreter start-up is not counted) after a short warm-up, and prints
-// "<wall µs/process> <cpu µs/process>" on its last line.
+// "<wall µs/process> <cpu µs/process> <minor faults/process>" on its last line.
 constexpr const char* kPythonScript = R"(
 import multiprocessing as mp, resource, sys, time
 def cpu():
     s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return (s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime) * 1e6
+def faults():
+    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_minflt + c.ru_minflt
 def noop():
     pass
 if __name__ == "__main__":
@@ -114,11 +129,11 @@ if __name__ == "__main__":
     n = int(sys.argv[1])
     for _ in range(min(n, 20)):
         p = ctx.Process(target=noop); p.start(); p.join()
-    t, c = time.perf_counter(), cpu()
+    t, c, f = time.perf_counter(), cpu(), faults()
     for _ in range(n):
         p = ctx.Process(target=noop); p.start(); p.join()
         assert p.exitcode == 0, p.exitcode
-    print((time.perf_counter() - t) / n * 1e6, (cpu() - c) / n)
+    print((time.perf_counter() - t) / n * 1e6, (cpu() - c) / n, (faults() - f) / n)
 )";
 
 Cost bench_python(int n) {
@@ -126,7 +141,7 @@ Cost bench_python(int n) {
   while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
   Cost cost{};
   const std::string last = out.substr(out.find_last_of('\n') + 1);
-  if (std::sscanf(last.c_str(), "%lf %lf", &cost.wall, &cost.cpu) != 2) {
+  if (std::sscanf(last.c_str(), "%lf %lf %lf", &cost.wall, &cost.cpu, &cost.faults) != 3) {
     throw std::runtime_error("python3 printed no figures:\n" + out);
   }
   return cost;
@@ -142,11 +157,13 @@ struct Variant {
   const char* label;
   std::function<Cost(int)> run;
   std::vector<double> wall, cpu;  // µs/process, one per round
+  std::vector<double> faults;     // minor page faults/process, one per round
 
   double wall_median() const { return median(wall); }
   double wall_min() const { return *std::min_element(wall.begin(), wall.end()); }
   double wall_max() const { return *std::max_element(wall.begin(), wall.end()); }
   double cpu_median() const { return median(cpu); }
+  double faults_median() const { return median(faults); }
 };
 
 int parse_positive(const char* s, const char* what) {
@@ -168,11 +185,12 @@ int main(int argc, char** argv) try {
   const int python_n = std::min(n, 200);
 
   std::vector<Variant> variants;
-  variants.push_back({"raw fork + _exit + waitpid", bench_raw, {}, {}});
-  variants.push_back({"mproc::Process start + join", bench_mproc, {}, {}});
+  variants.push_back({"raw fork + _exit + waitpid", bench_raw, {}, {}, {}});
+  variants.push_back({"mproc::Process start + join", bench_mproc, {}, {}, {}});
   if (python) {
     variants.push_back({"Python multiprocessing.Process (fork)",
                         [python_n](int) { return bench_python(python_n); },
+                        {},
                         {},
                         {}});
   }
@@ -195,6 +213,7 @@ int main(int argc, char** argv) try {
       const Cost c = v.run(n);
       v.wall.push_back(c.wall);
       v.cpu.push_back(c.cpu);
+      v.faults.push_back(c.faults);
     }
   }
 
@@ -203,19 +222,22 @@ int main(int argc, char** argv) try {
   std::printf(
       "\n| variant | wall µs/process (median) | wall min – max | vs raw (wall) | CPU µs/process (median) | "
       "vs raw "
-      "(CPU) |\n|---|---:|---:|---:|---:|---:|\n");
+      "(CPU) | minor faults/process (median) |\n|---|---:|---:|---:|---:|---:|---:|\n");
   for (const Variant& v : variants) {
-    std::printf("| %s | %.1f | %.1f – %.1f | %.2f× | %.1f | %.2f× |\n", v.label, v.wall_median(),
+    std::printf("| %s | %.1f | %.1f – %.1f | %.2f× | %.1f | %.2f× | %.1f |\n", v.label, v.wall_median(),
                 v.wall_min(), v.wall_max(), v.wall_median() / raw.wall_median(), v.cpu_median(),
-                v.cpu_median() / raw.cpu_median());
+                v.cpu_median() / raw.cpu_median(), v.faults_median());
   }
   const double ratio = mp.wall_median() / raw.wall_median();
   std::printf("\nratio mproc/raw = %.2f× wall clock (target ≤ 1.3×: %s), %.2f× CPU time\n", ratio,
               ratio <= 1.3 ? "met" : "NOT met", mp.cpu_median() / raw.cpu_median());
   if (python) {
     const Variant& py = variants[2];
-    std::printf("ratio python/raw = %.2f×, python/mproc = %.2f× (wall clock)\n",
-                py.wall_median() / raw.wall_median(), py.wall_median() / mp.wall_median());
+    std::printf(
+        "ratio python/raw = %.2f×, python/mproc = %.2f× (wall clock): the \"≥ 7× Python\" target needs "
+        "mproc within %.2f× of raw fork in this run\n",
+        py.wall_median() / raw.wall_median(), py.wall_median() / mp.wall_median(),
+        py.wall_median() / raw.wall_median() / 7.0);
   }
 
   const std::string mproc_fig = bench::figure(bench::stats(mp.wall), "µs");
