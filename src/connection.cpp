@@ -29,10 +29,11 @@ namespace px = detail::posix;
 namespace detail {
 
 // How frames travel on an fd.
-//   records: a SOCK_SEQPACKET socket (duplex Pipe). A frame is cut into records of at most kRecord
-//            bytes (the first holds the header); a read never returns more than one record, so the
-//            receiver can offer a large buffer and get a whole small message in one system call
-//            without ever taking bytes of the next message.
+//   records: a SOCK_SEQPACKET socket (duplex Pipe). A frame is cut into records: the first holds the
+//            header and at most kRecord bytes in all, the others at most the end's record size (up to
+//            kMaxRecord); a read never returns more than one record, so the receiver can offer a large
+//            buffer and get a whole small message in one system call without ever taking bytes of the
+//            next message.
 //   stream:  a SOCK_STREAM socket (adopted fd): the receiver reads exactly the header, then the body.
 //   pipe:    a pipe or FIFO: as stream, plus the SIGPIPE guard on writes.
 enum class Transport : unsigned char { records, stream, pipe };
@@ -41,7 +42,10 @@ enum class Transport : unsigned char { records, stream, pipe };
 // a sender and a receiver thread on one duplex end never race on them; the class does not promise more
 // (see the header).
 struct ConnectionState {
-  ConnectionState(int f, bool r, bool w, Transport t) noexcept : fd(f), readable(r), writable(w), transport(t) {}
+  ConnectionState(int f, bool r, bool w, Transport t, std::size_t rec) noexcept
+      : fd(f), readable(r), writable(w), transport(t), body_record(rec) {}
+  ConnectionState(int f, bool r, bool w, Transport t, std::size_t rec, std::size_t big, int normal) noexcept
+      : fd(f), readable(r), writable(w), transport(t), body_record(rec), big_record(big), normal_sndbuf(normal) {}
   ~ConnectionState() { px::UniqueFd(fd.exchange(-1)); }  // closes it (never retried on EINTR)
   ConnectionState(const ConnectionState&) = delete;
   ConnectionState& operator=(const ConnectionState&) = delete;
@@ -50,6 +54,12 @@ struct ConnectionState {
   const bool readable;
   const bool writable;
   const Transport transport;
+  // records only: the largest record after a frame's first one that this end sends with its send
+  // buffer as it is (see record_size); big_record (0: none) with the buffer a Pipe() end raises for a
+  // large message and then sets back to normal_sndbuf (the value to pass to SO_SNDBUF).
+  const std::size_t body_record;
+  const std::size_t big_record = 0;
+  const int normal_sndbuf = 0;
   std::atomic<bool> broken{false};
   std::atomic<std::size_t> max_message{Connection::default_max_message_size};
 };
@@ -67,9 +77,23 @@ constexpr std::size_t kHeader = 8;
 // over; a sender that still meets EMSGSIZE halves it (receivers accept any smaller record).
 constexpr std::size_t kRecord = std::size_t{64} << 10;
 constexpr std::size_t kMinRecord = std::size_t{1} << 10;
+// Largest record after a frame's first one. Fewer, larger records cost much less kernel time per byte
+// on AF_UNIX (measured on the 2-core VM, 1 MiB messages: 64 KiB records about 250 µs of CPU per
+// message for both sides, 256 KiB records about 145 µs, a pipe with a 1 MiB buffer about 175 µs;
+// docs/design/connection.md, Performance). A receiver
+// accepts any record up to this size; a sender uses at most a quarter of its send buffer per record
+// (so several are in flight) and never less than kRecord.
+constexpr std::size_t kMaxRecord = std::size_t{256} << 10;
+// The send buffer a Pipe() end asks for while it sends a message longer than kLargeMessage: room for
+// four kMaxRecord records. The kernel caps it at net.core.wmem_max (212992 by default, which gives
+// records of 104 KiB). Only for large messages, and set back afterwards: a deep queue of small
+// messages is slower (8-byte messages with a 1 MiB buffer: about 100 k msgs/s against 140 k/s with
+// the default one, same CPU per message; the sender runs further ahead of the receiver).
+constexpr int kPipeSendBuffer = 1 << 20;
+constexpr std::size_t kLargeMessage = kMaxRecord;
 // The body buffer starts at min(length, kFirstChunk) and grows (doubling, capped at the length) only
 // when the bytes that arrived have (nearly) filled it: it never exceeds max(kFirstChunk,
-// 2 × bytes received + kRecord). A claimed length alone never allocates more than kFirstChunk.
+// 2 × bytes received + kMaxRecord). A claimed length alone never allocates more than kFirstChunk.
 constexpr std::size_t kFirstChunk = std::size_t{1} << 20;
 
 void put_le64(unsigned char* out, std::uint64_t v) noexcept {
@@ -140,8 +164,9 @@ int write_stream(int fd, bool socket, iovec* iov, int n, bool* wrote_any) {
 
 // Records: header + the first part of the body in one record, the rest in records of at most `record`
 // bytes. A SOCK_SEQPACKET send is all or nothing. 0 or the errno of the failure.
-int write_records(int fd, unsigned char* header, std::span<const std::byte> body, bool* wrote_any) {
-  std::size_t record = kRecord;
+int write_records(int fd, unsigned char* header, std::span<const std::byte> body, std::size_t body_record,
+                  bool* wrote_any) {
+  std::size_t record = body_record;
   std::size_t off = 0;
   bool first = true;
   while (first || off < body.size()) {
@@ -149,7 +174,8 @@ int write_records(int fd, unsigned char* header, std::span<const std::byte> body
     int n = 0;
     std::size_t part;
     if (first) {
-      part = std::min(body.size(), record - kHeader);
+      // The first record never exceeds kRecord: that is what the receiver offers for it.
+      part = std::min(body.size(), std::min(record, kRecord) - kHeader);
       iov[n++] = {header, kHeader};
     } else {
       part = std::min(body.size() - off, record);
@@ -220,6 +246,53 @@ std::byte* first_record_buffer() {
   return buf.get();
 }
 
+// SO_SNDBUF as the kernel reports it (the doubled value it accounts with), or 0.
+int send_buffer(int fd) noexcept {
+  int buf = 0;
+  socklen_t len = sizeof buf;
+  if (::getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, &len) != 0) return 0;
+  return buf;
+}
+// The records an end sends with this send buffer: a quarter of it (a record longer than the buffer fails
+// with EMSGSIZE; a quarter keeps several in flight), in kRecord .. kMaxRecord, a multiple of 4 KiB.
+std::size_t record_for(int sndbuf) noexcept {
+  if (sndbuf <= 0) return kRecord;
+  const std::size_t quarter = (static_cast<std::size_t>(sndbuf) / 4) & ~std::size_t{4095};
+  return std::clamp(quarter, kRecord, kMaxRecord);
+}
+// body_record of a new end. Its socket's options are only read: an adopted fd keeps its own.
+std::size_t record_size(int fd, Transport t) noexcept {
+  return t == Transport::records ? record_for(send_buffer(fd)) : kRecord;
+}
+
+// Raises a Pipe() end's send buffer for one large message and sets it back (also on an exception).
+// The buffer belongs to the socket, so another process sharing the end sees it raised meanwhile: that
+// only lets more of its own records queue. Failures leave the buffer as it was (normal records).
+class LargeSendBuffer {
+ public:
+  LargeSendBuffer(const ConnectionState& s, int fd, std::size_t size) noexcept : fd_(fd), normal_(s.normal_sndbuf) {
+    if (s.big_record > s.body_record && size > kLargeMessage &&
+        ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &kPipeSendBuffer, sizeof kPipeSendBuffer) == 0) {
+      record_ = s.big_record;
+      raised_ = true;
+    } else {
+      record_ = s.body_record;
+    }
+  }
+  ~LargeSendBuffer() {
+    if (raised_) (void)::setsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &normal_, sizeof normal_);
+  }
+  LargeSendBuffer(const LargeSendBuffer&) = delete;
+  LargeSendBuffer& operator=(const LargeSendBuffer&) = delete;
+  std::size_t record() const noexcept { return record_; }
+
+ private:
+  int fd_;
+  int normal_;
+  std::size_t record_;
+  bool raised_ = false;
+};
+
 }  // namespace
 
 // ---- Connection ---------------------------------------------------------------------------------
@@ -245,7 +318,7 @@ Connection::Connection(int fd, bool readable, bool writable) {
     else
       throw UsageError("Connection: the socket is neither SOCK_STREAM nor SOCK_SEQPACKET");
   }
-  st_ = std::make_shared<detail::ConnectionState>(fd, readable, writable, t);
+  st_ = std::make_shared<detail::ConnectionState>(fd, readable, writable, t, record_size(fd, t));
 }
 
 namespace {
@@ -276,7 +349,8 @@ void Connection::send_bytes(std::span<const std::byte> bytes) {
   bool wrote_any = false;
   int err;
   if (s.transport == Transport::records) {
-    err = write_records(fd, header, bytes, &wrote_any);
+    LargeSendBuffer buffer(s, fd, bytes.size());
+    err = write_records(fd, header, bytes, buffer.record(), &wrote_any);
     // A SEQPACKET peer that closed with unread data reports ECONNRESET (once) where a stream says EPIPE;
     // both mean the reader is gone.
     if (err == ECONNRESET) err = EPIPE;
@@ -346,7 +420,7 @@ std::vector<std::byte> Connection::recv_bytes(std::size_t maxlength) {
   std::size_t have = early_n;
   while (have < total) {
     // A record must fit whole where it is read (or the kernel would cut it): keep room for one.
-    const std::size_t need = records ? std::min(kRecord, total - have) : 1;
+    const std::size_t need = records ? std::min(kMaxRecord, total - have) : 1;
     if (body.size() - have < need) body.resize(std::min(total, std::max(body.size() * 2, have + need)));
     const std::size_t r = read_once(s, fd, body.data() + have, std::min(body.size(), total) - have);
     if (r == 0)
@@ -395,7 +469,22 @@ namespace detail {
 struct ConnectionAccess {
   // Hand fd over to a new Connection; fd stays owned by the caller's UniqueFd until that succeeded.
   static Connection make(px::UniqueFd& fd, bool readable, bool writable, Transport t) {
-    auto st = std::make_shared<ConnectionState>(fd.get(), readable, writable, t);
+    auto st = std::make_shared<ConnectionState>(fd.get(), readable, writable, t, record_size(fd.get(), t));
+    fd.release();
+    return Connection(std::move(st));
+  }
+  // A Pipe() end: also find the records its raised send buffer allows (LargeSendBuffer), by raising it
+  // once and setting it back (SO_SNDBUF takes half of what it reports: the kernel doubles it).
+  static Connection make_duplex(px::UniqueFd& fd) {
+    const int normal = send_buffer(fd.get());
+    std::size_t big = 0;
+    if (normal > 0 && ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDBUF, &kPipeSendBuffer, sizeof kPipeSendBuffer) == 0) {
+      big = record_for(send_buffer(fd.get()));
+      const int half = normal / 2;
+      if (::setsockopt(fd.get(), SOL_SOCKET, SO_SNDBUF, &half, sizeof half) != 0) big = 0;  // never seen
+    }
+    auto st = std::make_shared<ConnectionState>(fd.get(), true, true, Transport::records, record_for(normal), big,
+                                                normal / 2);
     fd.release();
     return Connection(std::move(st));
   }
@@ -410,8 +499,8 @@ std::pair<Connection, Connection> Pipe(bool duplex) {
     // message arrives whole in one system call (see Transport). The byte format is the same.
     if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) px::throw_errno("Pipe: socketpair");
     px::UniqueFd a(sv[0]), b(sv[1]);
-    Connection ca = ConnectionAccess::make(a, true, true, Transport::records);
-    Connection cb = ConnectionAccess::make(b, true, true, Transport::records);
+    Connection ca = ConnectionAccess::make_duplex(a);
+    Connection cb = ConnectionAccess::make_duplex(b);
     return {std::move(ca), std::move(cb)};
   }
   px::Pipe p = px::make_pipe();

@@ -12,9 +12,11 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdint>
 #include <cstring>
 #include <stdexcept>
@@ -200,6 +202,184 @@ TEST_CASE("connection: message boundaries are kept: several sends arrive as as m
     CHECK(got == pattern(sizes[i], i));
   }
   CHECK(here.recv<std::string>() == "a||bcd|efgh|i|");
+  p.join();
+  CHECK(p.exitcode() == 0);
+}
+
+// Records on a duplex end (docs/design/connection.md): a frame's first record holds the header and at
+// most 64 KiB in all, the others at most a quarter of the end's send buffer (64 KiB to 256 KiB); a
+// Pipe() end raises its send buffer (to 1 MiB, capped by wmem_max) only while it sends a message longer
+// than 256 KiB.
+namespace {
+
+int send_buffer(int fd) {
+  int buf = 0;
+  socklen_t len = sizeof buf;
+  REQUIRE(::getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, &len) == 0);
+  return buf;
+}
+
+std::size_t record_for(int sndbuf) {
+  const std::size_t quarter = (static_cast<std::size_t>(sndbuf) / 4) & ~std::size_t{4095};
+  return std::clamp(quarter, std::size_t{64} << 10, std::size_t{256} << 10);
+}
+
+// The records a socket with a send buffer raised to 1 MiB allows (what the kernel makes of the request).
+std::size_t raised_record() {
+  int sv[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0);
+  const int want = 1 << 20;
+  REQUIRE(::setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &want, sizeof want) == 0);
+  const std::size_t r = record_for(send_buffer(sv[0]));
+  ::close(sv[0]);
+  ::close(sv[1]);
+  return r;
+}
+
+// One raw record from fd (blocking); MSG_TRUNC would mean it did not fit in 1 MiB.
+std::vector<std::byte> raw_record(int fd) {
+  std::vector<std::byte> buf(std::size_t{1} << 20);
+  iovec iov{buf.data(), buf.size()};
+  msghdr m{};
+  m.msg_iov = &iov;
+  m.msg_iovlen = 1;
+  ssize_t r;
+  do {
+    r = ::recvmsg(fd, &m, 0);
+  } while (r < 0 && errno == EINTR);
+  REQUIRE(r >= 0);
+  REQUIRE((m.msg_flags & MSG_TRUNC) == 0);
+  buf.resize(static_cast<std::size_t>(r));
+  return buf;
+}
+
+// Reads one frame of `size` body bytes as raw records off fd; returns the record sizes. The frame must
+// be the 8-byte length then pattern(size, seed).
+std::vector<std::size_t> raw_frame(int fd, std::size_t size, std::uint64_t seed) {
+  std::vector<std::size_t> sizes;
+  std::vector<std::byte> frame;
+  while (frame.size() < 8 + size) {
+    const auto rec = raw_record(fd);
+    REQUIRE(!rec.empty());
+    sizes.push_back(rec.size());
+    frame.insert(frame.end(), rec.begin(), rec.end());
+  }
+  REQUIRE(frame.size() == 8 + size);
+  std::uint64_t len = 0;
+  for (std::size_t i = 0; i < 8; ++i) len |= std::uint64_t{std::to_integer<unsigned char>(frame[i])} << (8 * i);
+  CHECK(len == size);
+  const auto body = pattern(size, seed);
+  CHECK(std::equal(frame.begin() + 8, frame.end(), body.begin()));
+  return sizes;
+}
+
+void check_records(const std::vector<std::size_t>& sizes, std::size_t size, std::size_t record) {
+  INFO(size << "-byte message, records of " << record << " expected, " << sizes.size() << " records");
+  constexpr std::size_t kFirst = std::size_t{64} << 10;
+  CHECK(sizes.front() == std::min(kFirst, size + 8));
+  for (std::size_t i = 1; i + 1 < sizes.size(); ++i) CHECK(sizes[i] == record);
+  CHECK(sizes.back() <= record);
+  if (size + 8 > kFirst) CHECK(sizes.size() == 2 + (size - (kFirst - 8) - 1) / record);
+}
+
+}  // namespace
+
+TEST_CASE("connection: a Pipe() end sends a message over 256 KiB in larger records, then sets its send buffer "
+          "back", "[connection]") {
+  constexpr std::size_t kSmall = std::size_t{200} << 10;     // normal records
+  constexpr std::size_t kLarge = (std::size_t{3} << 20) + 5;  // records for the raised buffer
+  auto [here, there] = mproc::Pipe();
+  const int normal = send_buffer(there.fileno());
+  const std::size_t normal_record = record_for(normal);
+  const std::size_t big_record = raised_record();
+  Process p(
+      [normal](Connection c) {
+        c.send_bytes(pattern(kSmall, 76));
+        c.send_bytes(pattern(kLarge, 77));
+        int now = 0;
+        socklen_t len = sizeof now;
+        check(::getsockopt(c.fileno(), SOL_SOCKET, SO_SNDBUF, &now, &len) == 0 && now == normal,
+              "the send buffer is back to its normal size after a large message");
+        c.send(std::string("done"));
+      },
+      there);
+  p.start();
+  t::ScopeExit cleanup([&] { t::kill_and_join(p); });
+  there.close();
+
+  // Read the records off our fd ourselves (a test may; users may not) and reassemble the frames.
+  check_records(raw_frame(here.fileno(), kSmall, 76), kSmall, normal_record);
+  check_records(raw_frame(here.fileno(), kLarge, 77), kLarge, big_record);
+  CHECK(here.recv<std::string>() == "done");
+  p.join();
+  CHECK(p.exitcode() == 0);
+  CHECK(send_buffer(here.fileno()) == normal);  // our end was never raised
+}
+
+TEST_CASE("connection: a duplex receiver takes records of any size up to 256 KiB, in any mix", "[connection]") {
+  // A 3 MiB frame cut by a raw sender in another process into records of mixed sizes, then a small
+  // message: both arrive whole (the body buffer always keeps room for a 256 KiB record).
+  constexpr std::size_t kSize = (std::size_t{3} << 20) + 7;
+  auto [here, there] = mproc::Pipe();
+  Process p(
+      [](Connection c) {
+        std::string frame = raw_header(kSize);
+        const auto body = pattern(kSize, 78);
+        frame.append(reinterpret_cast<const char*>(body.data()), body.size());
+        // A record must fit the sender's send buffer: raise it (256 KiB records need wmem_max >= 160 KiB).
+        const int want = 1 << 20;
+        check(::setsockopt(c.fileno(), SOL_SOCKET, SO_SNDBUF, &want, sizeof want) == 0, "SO_SNDBUF");
+        int got = 0;
+        socklen_t len = sizeof got;
+        check(::getsockopt(c.fileno(), SOL_SOCKET, SO_SNDBUF, &got, &len) == 0, "getsockopt");
+        const std::size_t big = std::min(std::size_t{256} << 10, static_cast<std::size_t>(got) - 4096);
+        const std::size_t cuts[] = {100, big, 1, 4096, big - 1, 65536, 3};
+        std::size_t off = 0;
+        for (std::size_t i = 0; off < frame.size(); ++i) {
+          const std::size_t n = std::min(cuts[i % std::size(cuts)], frame.size() - off);
+          const ssize_t w = ::send(c.fileno(), frame.data() + off, n, MSG_NOSIGNAL);
+          check(w == static_cast<ssize_t>(n), "one raw record sent whole");
+          off += n;
+        }
+        c.send(std::string("after"));
+      },
+      there);
+  p.start();
+  t::ScopeExit cleanup([&] { t::kill_and_join(p); });
+  there.close();
+  const auto got = here.recv_bytes();
+  REQUIRE(got.size() == kSize);
+  CHECK(got == pattern(kSize, 78));
+  CHECK(here.recv<std::string>() == "after");
+  p.join();
+  CHECK(p.exitcode() == 0);
+}
+
+TEST_CASE("connection: an adopted SOCK_SEQPACKET socket with a small send buffer still carries large messages",
+          "[connection]") {
+  // The record size follows the adopted socket's own send buffer (its options are not changed); a
+  // buffer too small for a 64 KiB record makes the sender halve its records (EMSGSIZE).
+  const int requested = GENERATE(4096, 65536);
+  int sv[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0);
+  for (int fd : sv) REQUIRE(::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &requested, sizeof requested) == 0);
+  Connection here(sv[0]), there(sv[1]);
+  constexpr std::size_t kSize = (std::size_t{1} << 20) + 9;
+  Process p(
+      [](Connection c) {
+        const auto b = c.recv_bytes();
+        c.send_bytes(b);
+      },
+      there);
+  p.start();
+  t::ScopeExit cleanup([&] { t::kill_and_join(p); });
+  there.close();
+  INFO("SO_SNDBUF requested " << requested);
+  // The child reads the whole message before it writes it back: send all, then receive.
+  here.send_bytes(pattern(kSize, 79));
+  const auto back = here.recv_bytes();
+  REQUIRE(back.size() == kSize);
+  CHECK(back == pattern(kSize, 79));
   p.join();
   CHECK(p.exitcode() == 0);
 }
