@@ -43,7 +43,9 @@ namespace {
 // exchange sleepers. If the waiter's re-check missed the state, its flag store came before the
 // waker's exchange, which therefore sees it (or another waker cleared it and bumped seq after our
 // read of seq): no lost wake-up. A waiter that times out or dies leaves the flag set: it costs one
-// spurious wake, never a missed one.
+// spurious wake, never a missed one. Both sides put a seq_cst fence between their store and their
+// load (the store-load order this needs): the waker's publishing stores are plain release stores
+// (cheap), so the fence in wake() is what orders them before its look at the flag.
 template <class Pred>
 bool wait_until(std::atomic<u32>& seq, std::atomic<u32>& sleepers, Pred pred, const posix::Deadline& d) {
   // Spin briefly first: the other side is usually on another core and about to publish, and a futex
@@ -64,6 +66,7 @@ bool wait_until(std::atomic<u32>& seq, std::atomic<u32>& sleepers, Pred pred, co
     if (left && left->count() == 0) return false;
     const u32 s = seq.load();
     sleepers.store(1);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
     if (pred()) return true;
     std::chrono::nanoseconds slice = kSlice;
     if (left && *left < slice) slice = *left;
@@ -71,8 +74,10 @@ bool wait_until(std::atomic<u32>& seq, std::atomic<u32>& sleepers, Pred pred, co
   }
 }
 
+// One fence per put or get, and no system call unless the flag is set.
 void wake(std::atomic<u32>& seq, std::atomic<u32>& sleepers) noexcept {
-  if (sleepers.load() == 0 || sleepers.exchange(0) == 0) return;
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (sleepers.load(std::memory_order_relaxed) == 0 || sleepers.exchange(0) == 0) return;
   seq.fetch_add(1);
   futex_wake_all(seq);
 }
@@ -169,20 +174,29 @@ bool Ring::put(std::span<const std::byte> rec, const posix::Deadline& d) {
   while (first || off < total) {
     const u64 remaining = total - off;
     const u64 head = h_->head.load(std::memory_order_relaxed);
-    auto free_bytes = [&] { return cap_ - (head - h_->tail.load(std::memory_order_acquire)); };
     // A record that fits goes in one chunk; a larger one streams in chunks of at least a quarter ring.
-    const u64 need = remaining + kChunkHeader <= cap_ ? remaining + kChunkHeader
-                                                      : kChunkHeader + std::min(remaining, cap_ / 4);
-    if (!wait_until(h_->space_seq, h_->space_sleepers, [&] { return free_bytes() >= need; }, d)) {
+    const u64 want = std::min(remaining + kChunkHeader, cap_);
+    const u64 need = remaining + kChunkHeader <= cap_ ? want : kChunkHeader + std::min(remaining, cap_ / 4);
+    // Free space by the last tail this process saw (a lower bound, as tail only grows): `tail` itself,
+    // on the consumers' line, is read only when that shows less than the whole rest of the record
+    // (`want`), so small puts read it about once per ring's worth while the consumer keeps up. Bounds
+    // check on the shared words: head - tail beyond cap_ from a fresh tail means head/tail were
+    // corrupted (tail past head, or more than cap_ behind it); trusting them would let the copies
+    // below run past the data area.
+    u64 used = 0;
+    auto room = [&] {
+      used = head - tail_seen_.load(std::memory_order_relaxed);
+      if (used <= cap_ && cap_ - used >= want) return true;
+      tail_seen_.store(h_->tail.load(std::memory_order_acquire), std::memory_order_relaxed);
+      used = head - tail_seen_.load(std::memory_order_relaxed);
+      if (used > cap_) corrupted("head/tail out of range");
+      return cap_ - used >= need;
+    };
+    if (!wait_until(h_->space_seq, h_->space_sleepers, room, d)) {
       // Timed out, possibly mid-record: what was published is dropped by consumers, since no LAST
       // chunk will follow and this put_lock is released.
       return false;
     }
-    // Bounds check on the shared words (need <= cap_): tail only moves forward, so at least `need`
-    // bytes are still free unless head/tail were corrupted (tail past head, or more than cap_ behind
-    // it); trusting them would let the copies below run past the data area.
-    const u64 used = head - h_->tail.load(std::memory_order_acquire);
-    if (used > cap_ - need) corrupted("head/tail out of range");
     const u64 len = std::min({remaining, cap_ - used - kChunkHeader, kMaxChunk});
     const bool last = off + len == total;
     ChunkHeader ch{kChunkMagic | (first ? kFirst : 0) | (last ? kLast : 0), static_cast<u32>(len), total};
@@ -190,11 +204,16 @@ bool Ring::put(std::span<const std::byte> rec, const posix::Deadline& d) {
     copy_in(head + kChunkHeader, rec.data() + off, static_cast<std::size_t>(len));
     const u64 new_head = head + kChunkHeader + len;
     if (last) {
+      // Release stores throughout: they keep their program order (no store moves past a later
+      // release store), and program order is what a SIGKILL interrupts; the kernel's exit path makes
+      // all of a dead process's stores visible before its robust lock reports EOWNERDEAD. They are
+      // plain moves on x86, where the former seq_cst stores were locked exchanges.
       auto& j = h_->put_journal;
-      j.a.store(new_head);
-      j.b.store(h_->items_put.load() + 1);
+      const u64 n = h_->items_put.load(std::memory_order_relaxed) + 1;
+      j.a.store(new_head, std::memory_order_release);
+      j.b.store(n, std::memory_order_release);
       j.valid.store(1, std::memory_order_release);
-      h_->items_put.store(j.b.load());
+      h_->items_put.store(n, std::memory_order_release);
       h_->head.store(new_head, std::memory_order_release);
       j.valid.store(0, std::memory_order_release);
     } else {
@@ -209,12 +228,14 @@ bool Ring::put(std::span<const std::byte> rec, const posix::Deadline& d) {
 
 void Ring::consume(u64 tail, u64 bytes, bool last) noexcept {
   if (last) {
+    // Release stores, as in put().
     auto& j = h_->get_journal;
-    j.a.store(tail + bytes);
-    j.b.store(h_->items_got.load() + 1);
+    const u64 n = h_->items_got.load(std::memory_order_relaxed) + 1;
+    j.a.store(tail + bytes, std::memory_order_release);
+    j.b.store(n, std::memory_order_release);
     j.valid.store(1, std::memory_order_release);
-    h_->tail.store(j.a.load(), std::memory_order_release);
-    h_->items_got.store(j.b.load());
+    h_->tail.store(tail + bytes, std::memory_order_release);
+    h_->items_got.store(n, std::memory_order_release);
     j.valid.store(0, std::memory_order_release);
   } else {
     h_->tail.store(tail + bytes, std::memory_order_release);
@@ -236,7 +257,16 @@ std::optional<std::size_t> Ring::get(std::vector<std::byte>& buf, const posix::D
   u64 got = 0, total = 0;
   for (;;) {
     const u64 tail = h_->tail.load(std::memory_order_relaxed);
-    auto has_data = [&] { return h_->head.load(std::memory_order_acquire) != tail; };
+    // Data up to the last head this process saw (a lower bound, as head only grows), if that is
+    // past tail: then `head` itself, on the producers' line, is not read. Another consumer process
+    // may have moved tail past it; then (and when it shows nothing) head is read afresh.
+    u64 head = head_seen_.load(std::memory_order_relaxed);
+    auto has_data = [&] {
+      if (head - tail - 1 < cap_) return true;  // 1 <= head - tail <= cap_
+      head = h_->head.load(std::memory_order_acquire);
+      head_seen_.store(head, std::memory_order_relaxed);
+      return head != tail;
+    };
     if (!has_data()) {
       if (!assembling) {
         if (!wait_until(h_->data_seq, h_->data_sleepers, has_data, d)) return std::nullopt;
@@ -263,7 +293,6 @@ std::optional<std::size_t> Ring::get(std::vector<std::byte>& buf, const posix::D
       wait_until(h_->data_seq, h_->data_sleepers, has_data, posix::Deadline(kSlice));
       continue;
     }
-    const u64 head = h_->head.load(std::memory_order_acquire);
     if (head - tail < kChunkHeader || head - tail > cap_) corrupted("head/tail out of range");
     ChunkHeader ch;
     copy_out(tail, &ch, sizeof ch);
