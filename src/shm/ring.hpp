@@ -106,7 +106,12 @@ class Ring {
 
   /// Append one record. False if the deadline passed first (item limit reached or no room); nothing of
   /// the record is delivered then. Blocks while full.
-  bool put(std::span<const std::byte> record, const posix::Deadline& deadline);
+  bool put(std::span<const std::byte> record, const posix::Deadline& deadline) {
+    return put(record, {}, deadline);
+  }
+  /// As put(record), for the record made of `first` followed by `second` (copied into the ring from
+  /// where they are: a caller whose encoding is a header plus a run of bytes needs no buffer).
+  bool put(std::span<const std::byte> first, std::span<const std::byte> second, const posix::Deadline& deadline);
   /// Take one whole record into buf (grown as needed, never shrunk; its first n bytes are the record):
   /// n, or nullopt if none started arriving before the deadline. A record whose streaming has begun is
   /// received to its end as long as its producer lives.
@@ -125,6 +130,8 @@ class Ring {
   void repair_put() noexcept;
   void repair_get() noexcept;
   void copy_in(std::uint64_t pos, const void* src, std::size_t n) noexcept;
+  void copy_in(std::uint64_t pos, std::span<const std::byte> first, std::span<const std::byte> second,
+               std::uint64_t off, std::uint64_t n) noexcept;
   void copy_out(std::uint64_t pos, void* dst, std::size_t n) const noexcept;
   void consume(std::uint64_t tail, std::uint64_t bytes, bool last) noexcept;
 
