@@ -129,10 +129,10 @@ class Ring {
   friend struct RingTestAccess;
   void repair_put() noexcept;
   void repair_get() noexcept;
-  void copy_in(std::uint64_t pos, const void* src, std::size_t n) noexcept;
-  void copy_in(std::uint64_t pos, std::span<const std::byte> first, std::span<const std::byte> second,
+  std::uint64_t copy_in(std::uint64_t at, const void* src, std::size_t n) noexcept;
+  void copy_in(std::uint64_t at, std::span<const std::byte> first, std::span<const std::byte> second,
                std::uint64_t off, std::uint64_t n) noexcept;
-  void copy_out(std::uint64_t pos, void* dst, std::size_t n) const noexcept;
+  std::uint64_t copy_out(std::uint64_t at, void* dst, std::size_t n) const noexcept;
   void consume(std::uint64_t tail, std::uint64_t bytes, bool last) noexcept;
 
   AnonymousSegment seg_;
