@@ -42,13 +42,14 @@ void release_if_big(std::vector<std::byte>& buf) noexcept {
 
 std::vector<std::byte>& QueueCore::put_buffer() noexcept { return t_put_buffer; }
 
-void QueueCore::put(std::span<const std::byte> record, bool block, std::optional<std::chrono::nanoseconds> timeout) {
+void QueueCore::put(std::span<const std::byte> first, std::span<const std::byte> second, bool block,
+                    std::optional<std::chrono::nanoseconds> timeout) {
   struct Release {
     ~Release() { release_if_big(t_put_buffer); }
   } release;
   if (closed()) throw UsageError("Queue::put: queue is closed in this process");
   posix::Deadline d(block ? timeout : std::optional<std::chrono::nanoseconds>(std::chrono::nanoseconds::zero()));
-  if (!impl_->ring.put(record, d)) throw Full();
+  if (!impl_->ring.put(first, second, d)) throw Full();
 }
 
 std::span<const std::byte> QueueCore::get(bool block, std::optional<std::chrono::nanoseconds> timeout) {

@@ -571,6 +571,54 @@ TEST_CASE("queue: an MPROC_CODEC struct and strings and empty values cross the q
   CHECK(join_within(p, 10s) == 0);
 }
 
+// Queue::put copies scalars, trivially copyable structs and vectors/strings of them into the ring as
+// they are, without the codec (queue.hpp, detail::counted_run_v): those bytes must be the codec's own.
+TEST_CASE("queue: values put without encoding (scalars, vectors, strings) are the codec's bytes and decode back",
+          "[queue]") {
+  using mproc::detail::counted_run_v;
+  using mproc::detail::memcpy_v;
+  static_assert(memcpy_v<std::uint64_t>);
+  static_assert(counted_run_v<Bytes>);
+  static_assert(counted_run_v<std::string>);
+  static_assert(counted_run_v<std::vector<int>>);
+  static_assert(counted_run_v<std::u32string>);
+  static_assert(!counted_run_v<std::vector<bool>>);
+  static_assert(!counted_run_v<std::vector<std::string>>);
+  auto counted = [](const auto& v) {
+    const std::uint64_t n = v.size();
+    Bytes b(8);
+    std::memcpy(b.data(), &n, 8);
+    const auto* p = reinterpret_cast<const std::byte*>(v.data());
+    b.insert(b.end(), p, p + v.size() * sizeof(v[0]));
+    return b;
+  };
+  const std::vector<int> ints{1, -2, 3, 1 << 30};
+  const std::u32string wide = U"h\u00e9llo";
+  const Bytes bytes(64, std::byte{7});
+  CHECK(mproc::encode(ints) == counted(ints));
+  CHECK(mproc::encode(wide) == counted(wide));
+  CHECK(mproc::encode(bytes) == counted(bytes));
+  CHECK(mproc::encode(std::string("abc")) == counted(std::string("abc")));
+  CHECK(mproc::encode(std::vector<int>{}) == counted(std::vector<int>{}));
+
+  Queue<std::vector<int>> qi;
+  Queue<std::u32string> qw;
+  Queue<Bytes> qb;
+  Queue<std::uint64_t> qu;
+  for (int round = 0; round < 3; ++round) {
+    qi.put(ints);
+    qi.put({});
+    qw.put(wide);
+    qb.put(bytes);
+    qu.put(0x0123456789abcdefULL + static_cast<std::uint64_t>(round));
+    CHECK(qi.get(10s) == ints);
+    CHECK(qi.get(10s).empty());
+    CHECK(qw.get(10s) == wide);
+    CHECK(qb.get(10s) == bytes);
+    CHECK(qu.get(10s) == 0x0123456789abcdefULL + static_cast<std::uint64_t>(round));
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Many producers and consumers; large items
 // ---------------------------------------------------------------------------------------------------

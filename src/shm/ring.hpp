@@ -60,21 +60,27 @@ struct Journal {
 }  // namespace ring_format
 
 // At the start of the segment; the data area (capacity bytes) follows it.
+// Laid out by who writes what, one cache line per writer and purpose: a line one side writes while the
+// other side reads it moves between the cores on every access (on this 2-vCPU VM that, not the
+// instruction count, was the cost of a small item: see docs/design/queue.md, "Cache lines").
 struct alignas(64) RingHeader {
   using u32 = ring_format::u32;
   using u64 = ring_format::u64;
+  // Read-only after construction (every put and get reads magic): shared by all cores, never moved.
   u64 magic;
   u64 capacity;
   u64 maxsize;
-  RobustMutex put_lock;
-  RobustMutex get_lock;
-  // Producer side: written only by the put_lock holder.
+  // Each lock alone: a producer's lock and unlock must not take away a line consumers read.
+  alignas(64) RobustMutex put_lock;
+  alignas(64) RobustMutex get_lock;
+  // Producer side: written only by the put_lock holder. head alone, since consumers poll it; the rest
+  // (the item count and the journal, written on every put) on a line consumers do not poll.
   alignas(64) std::atomic<u64> head{0};
-  std::atomic<u64> items_put{0};
+  alignas(64) std::atomic<u64> items_put{0};
   ring_format::Journal put_journal;
-  // Consumer side: written only by the get_lock holder.
+  // Consumer side: written only by the get_lock holder; the same split.
   alignas(64) std::atomic<u64> tail{0};
-  std::atomic<u64> items_got{0};
+  alignas(64) std::atomic<u64> items_got{0};
   ring_format::Journal get_journal;
   // Wake-ups. data: head moved; space: tail or items_got moved; done: tasks_done moved.
   alignas(64) std::atomic<u32> data_seq{0};
@@ -85,6 +91,7 @@ struct alignas(64) RingHeader {
   std::atomic<u32> done_seq{0};
   std::atomic<u32> done_sleepers{0};
 };
+static_assert(sizeof(RobustMutex) <= 64, "each lock is meant to fill one cache line at most");
 
 struct RingTestAccess;  // defined by tests/fuzz/ring_fuzz.cpp: reaches h_ and data_
 
@@ -99,7 +106,12 @@ class Ring {
 
   /// Append one record. False if the deadline passed first (item limit reached or no room); nothing of
   /// the record is delivered then. Blocks while full.
-  bool put(std::span<const std::byte> record, const posix::Deadline& deadline);
+  bool put(std::span<const std::byte> record, const posix::Deadline& deadline) {
+    return put(record, {}, deadline);
+  }
+  /// As put(record), for the record made of `first` followed by `second` (copied into the ring from
+  /// where they are: a caller whose encoding is a header plus a run of bytes needs no buffer).
+  bool put(std::span<const std::byte> first, std::span<const std::byte> second, const posix::Deadline& deadline);
   /// Take one whole record into buf (grown as needed, never shrunk; its first n bytes are the record):
   /// n, or nullopt if none started arriving before the deadline. A record whose streaming has begun is
   /// received to its end as long as its producer lives.
@@ -117,14 +129,24 @@ class Ring {
   friend struct RingTestAccess;
   void repair_put() noexcept;
   void repair_get() noexcept;
-  void copy_in(std::uint64_t pos, const void* src, std::size_t n) noexcept;
-  void copy_out(std::uint64_t pos, void* dst, std::size_t n) const noexcept;
+  std::uint64_t copy_in(std::uint64_t at, const void* src, std::size_t n) noexcept;
+  void copy_in(std::uint64_t at, std::span<const std::byte> first, std::span<const std::byte> second,
+               std::uint64_t off, std::uint64_t n) noexcept;
+  std::uint64_t copy_out(std::uint64_t at, void* dst, std::size_t n) const noexcept;
   void consume(std::uint64_t tail, std::uint64_t bytes, bool last) noexcept;
 
   AnonymousSegment seg_;
   RingHeader* h_;
   std::byte* data_;
   std::uint64_t cap_;
+  // This process's last look at the other side's counter, so that a put does not read `tail` (and a
+  // get `head`) while the cached value already shows room (data): each such read pulls the line the
+  // other side writes. Only lower bounds (both counters only grow, and every process shares them), so
+  // a stale value costs a re-read, never a wrong answer; see put() and get(). Accessed only by the
+  // put_lock (tail_seen_) and get_lock (head_seen_) holder; atomics only so that a thread that took
+  // over a lock from a dead thread of this process reads them without a data race.
+  std::atomic<std::uint64_t> tail_seen_{0};
+  std::atomic<std::uint64_t> head_seen_{0};
 };
 
 }  // namespace mproc::detail::shm

@@ -547,6 +547,18 @@ struct builtin_codec<std::vector<T, A>> {
   }
 };
 
+/// T's encoding is an 8-byte element count (ByteWriter::write_u64: host byte order) followed by its
+/// elements' object representations, which is what the std::vector and std::basic_string codecs above
+/// write for elements with memcpy_v. Queue::put (mproc/queue.hpp) copies such values into its ring
+/// without encoding them; tests/test_queue.cpp checks the two agree.
+template <class T>
+inline constexpr bool counted_run_v = false;
+template <class E, class A>
+inline constexpr bool counted_run_v<std::vector<E, A>> = is_builtin_codec<std::vector<E, A>> && memcpy_v<E>;
+template <class C, class Tr, class A>
+inline constexpr bool counted_run_v<std::basic_string<C, Tr, A>> =
+    is_builtin_codec<std::basic_string<C, Tr, A>> && memcpy_v<C>;
+
 /// Bit-packed: bit i in byte i / 8 at position i % 8; the unused high bits of the last byte are 0.
 template <class A>
 struct builtin_codec<std::vector<bool, A>> {

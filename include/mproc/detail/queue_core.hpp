@@ -21,7 +21,12 @@ class MPROC_API QueueCore {
   QueueCore& operator=(const QueueCore&) = delete;
 
   /// block=false: never wait. timeout nullopt: wait forever. Throws Full, UsageError after close().
-  void put(std::span<const std::byte> record, bool block, std::optional<std::chrono::nanoseconds> timeout);
+  void put(std::span<const std::byte> record, bool block, std::optional<std::chrono::nanoseconds> timeout) {
+    put(record, {}, block, timeout);
+  }
+  /// As put(record) for the record `first` followed by `second`, each copied straight into the ring.
+  void put(std::span<const std::byte> first, std::span<const std::byte> second, bool block,
+           std::optional<std::chrono::nanoseconds> timeout);
   /// Throws Empty. The record's bytes, in this thread's receive buffer: valid until this thread's next
   /// get on any queue.
   std::span<const std::byte> get(bool block, std::optional<std::chrono::nanoseconds> timeout);
