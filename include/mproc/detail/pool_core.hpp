@@ -6,6 +6,7 @@
 //   parent -> worker  Run:  u8 1, u64 chunk_id, u64 invoker, u64 fn, u64 count, then `count` encoded
 //                           arguments (the header is run_header_size bytes)
 //                     Exit: u8 2
+//                     Batch: u8 4, then per Run message: u64 length, the Run message (run in order)
 //   worker -> parent  Done: u8 3, u64 chunk_id, then per task a record: u8 1 + encoded result, or
 //                           u8 0 + std::string type name + std::string message
 // An async child sends one task record over a one-way pipe.
