@@ -35,7 +35,7 @@ constexpr std::uint8_t kRun = 1, kExit = 2, kDone = 3, kBatch = 4;
 // chunk (and maybe writing a large answer to us at the same time). Larger chunks wait for an idle
 // worker, which is blocked in recv and reads them at once.
 constexpr std::size_t kPrefetchBytes = 32 * 1024;  // bytes of prefetched (not running) chunks per worker
-constexpr std::size_t kPrefetch = 8;                // chunks in flight per worker, the running one included
+constexpr std::size_t kPrefetch = 16;               // chunks in flight per worker, the running one included
 // A busy worker is topped up only once it holds at most this many chunks, and then up to kPrefetch at
 // once: the chunks given to one worker in one round travel as one Batch message (one send for the
 // pool thread, one recv for the worker). Refilling one slot per answer would send (and make the worker
