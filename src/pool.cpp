@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <system_error>
 #include <thread>
 
@@ -28,13 +29,22 @@ namespace mproc::detail {
 
 namespace {
 
-constexpr std::uint8_t kRun = 1, kExit = 2, kDone = 3;
+constexpr std::uint8_t kRun = 1, kExit = 2, kDone = 3, kBatch = 4;
 // A second chunk is sent to a busy worker (prefetch) only when it is this small, so the send cannot
 // fill the socket buffer: the pool thread never blocks writing to a worker that is busy running a
 // chunk (and maybe writing a large answer to us at the same time). Larger chunks wait for an idle
 // worker, which is blocked in recv and reads them at once.
 constexpr std::size_t kPrefetchBytes = 32 * 1024;  // bytes of prefetched (not running) chunks per worker
-constexpr std::size_t kPrefetch = 8;                // chunks in flight per worker, the running one included
+constexpr std::size_t kPrefetch = 16;               // chunks in flight per worker, the running one included
+// A busy worker is topped up only once it holds at most this many chunks, and then up to kPrefetch at
+// once: the chunks given to one worker in one round travel as one Batch message (one send for the
+// pool thread, one recv for the worker). Refilling one slot per answer would send (and make the worker
+// receive) one message per chunk, and a system call costs ~2 µs on the reference VM: with chunksize 1
+// that was most of the per-task cost.
+constexpr std::size_t kRefillAt = kPrefetch / 2;
+// Run messages to one worker are put in one Batch while the batch stays this small (one record of the
+// SEQPACKET transport, so its send is all or nothing).
+constexpr std::size_t kBatchBytes = 48 * 1024;
 
 std::uint64_t read_u64(ByteReader& r) {
   std::uint64_t v;
@@ -72,18 +82,17 @@ void write_current_exception(ByteWriter& out) {
   encode_to(out, e.what);
 }
 
-bool read_task_status(ByteReader& in, std::exception_ptr& err) {
-  const std::byte b = in.read_byte();
-  if (b == std::byte{1}) return true;
-  if (b != std::byte{0}) {
+bool read_task_status(ByteReader& in, std::exception_ptr& err) { return task_succeeded(in, err); }
+
+void read_task_failure(ByteReader& in, std::byte status, std::exception_ptr& err) {
+  if (status != std::byte{0}) {
     err = std::make_exception_ptr(CodecError("mproc::Pool: malformed task record"));
-    return false;
+    return;
   }
   std::string type, what;
   decode_from(in, type);
   decode_from(in, what);
   err = std::make_exception_ptr(RemoteError(std::move(type), what));
-  return false;
 }
 
 // ---------------------------------------------------------------- Job
@@ -228,10 +237,58 @@ void deliver_all(std::vector<Completion>& v) noexcept {
   v.clear();
 }
 
+// The worker's Done message under construction: a buffer that grows without zero-filling (a
+// VectorWriter's resize() writes zeros over every byte before the codec overwrites them: for a
+// million-task map that was a third of the worker's instructions). Kept from chunk to chunk.
+class DoneWriter final : public ByteWriter {
+ public:
+  DoneWriter() { grow(0, 4096); }
+  void reset() noexcept { pos_ = buf_.get(); }
+  std::span<const std::byte> bytes() const noexcept {
+    return {buf_.get(), static_cast<std::size_t>(pos_ - buf_.get())};
+  }
+
+ private:
+  void grow(std::size_t used, std::size_t want) {
+    auto nb = std::make_unique_for_overwrite<std::byte[]>(want);
+    if (used) std::memcpy(nb.get(), buf_.get(), used);
+    buf_ = std::move(nb);
+    pos_ = buf_.get() + used;
+    end_ = buf_.get() + want;
+  }
+  void overflow(const std::byte* src, std::size_t n) override {
+    const auto used = static_cast<std::size_t>(pos_ - buf_.get());
+    const auto cap = static_cast<std::size_t>(end_ - buf_.get());
+    grow(used, std::max(cap * 2, used + n));
+    std::memcpy(pos_, src, n);
+    pos_ += n;
+  }
+  std::unique_ptr<std::byte[]> buf_;
+};
+
+// In the worker: run the chunk of one Run message and send its Done. False: not a Run message.
+bool run_chunk(Connection& conn, std::span<const std::byte> msg, DoneWriter& out) {
+  ByteReader r{msg};
+  const auto kind = static_cast<std::uint8_t>(r.read_byte());
+  if (kind != kRun) return false;
+  const std::uint64_t id = read_u64(r);
+  const auto invoker = reinterpret_cast<Invoker>(static_cast<std::uintptr_t>(read_u64(r)));
+  const auto fn = static_cast<std::uintptr_t>(read_u64(r));
+  const auto count = static_cast<std::size_t>(read_u64(r));
+  out.reset();
+  out.write_byte(std::byte{kDone});
+  out.write_u64(id);
+  invoker(fn, r, count, out);
+  // One Done per chunk, sent before the next chunk starts: if the worker dies in a later chunk, this
+  // one's answer is already with the parent, which then blames exactly the chunk that was running.
+  conn.send_bytes(out.bytes());
+  return true;
+}
+
 // The worker process: run the chunks the parent sends until Exit or EOF.
 void worker_main(Connection conn, const std::function<void()>& initializer) {
   if (initializer) initializer();  // an exception here ends the worker with code 1 (run_child_and_exit)
-  std::vector<std::byte> out;
+  DoneWriter out;
   for (;;) {
     std::vector<std::byte> msg;
     try {
@@ -239,22 +296,17 @@ void worker_main(Connection conn, const std::function<void()>& initializer) {
     } catch (const EOFError&) {
       return;
     }
-    ByteReader r{std::span<const std::byte>(msg)};
-    const auto kind = static_cast<std::uint8_t>(r.read_byte());
-    if (kind != kRun) return;
-    const std::uint64_t id = read_u64(r);
-    const auto invoker = reinterpret_cast<Invoker>(static_cast<std::uintptr_t>(read_u64(r)));
-    const auto fn = static_cast<std::uintptr_t>(read_u64(r));
-    const auto count = static_cast<std::size_t>(read_u64(r));
-    out.clear();
-    {
-      VectorWriter w(out, 256);
-      w.write_byte(std::byte{kDone});
-      w.write_u64(id);
-      invoker(fn, r, count, w);
-      w.commit();
+    const std::span<const std::byte> all(msg);
+    if (!all.empty() && static_cast<std::uint8_t>(all[0]) == kBatch) {
+      // Batch: u8 4, then per Run message a u64 length and the message, run in order.
+      ByteReader r{all.subspan(1)};
+      while (r.remaining() > 0) {
+        const auto len = static_cast<std::size_t>(read_u64(r));
+        if (!run_chunk(conn, std::span<const std::byte>(r.take(len), len), out)) return;
+      }
+    } else if (!run_chunk(conn, all, out)) {
+      return;
     }
-    conn.send_bytes(out);
   }
 }
 
@@ -620,6 +672,14 @@ void PoolCore::loop() {
   std::vector<std::pair<Worker*, std::vector<std::byte>>> msgs;
   std::vector<std::pair<Worker*, std::shared_ptr<const std::vector<std::byte>>>> sends;
   std::vector<std::pair<Worker*, const std::vector<std::byte>*>> undelivered;
+  std::vector<bool> refill;  // per worker, this round: may it be topped up (kRefillAt)?
+  // What one send carries: one message (parts empty), or a Batch of the Run messages in parts.
+  struct Batch {
+    Worker* w;
+    std::shared_ptr<const std::vector<std::byte>> msg;
+    std::vector<const std::vector<std::byte>*> parts;
+  };
+  std::vector<Batch> batches;
   static const auto exit_msg = std::make_shared<const std::vector<std::byte>>(1, std::byte{kExit});
 
   for (;;) {
@@ -793,12 +853,17 @@ void PoolCore::loop() {
         while (!queue.empty() && queue.front().job->cancelled()) queue.pop_front();
         return !queue.empty();
       };
+      refill.clear();
+      for (auto& w : workers) refill.push_back(w->inflight.size() <= kRefillAt);
       for (auto& w : workers)
         if (w->inflight.empty() && usable(*w) && drop_cancelled()) give(*w);
       for (bool progress = true; progress && drop_cancelled();) {
         progress = false;
-        for (auto& w : workers) {
-          if (w->inflight.empty() || w->inflight.size() >= kPrefetch || !usable(*w) || !drop_cancelled()) continue;
+        for (std::size_t i = 0; i < workers.size(); ++i) {
+          Worker* w = workers[i].get();
+          if (!refill[i] || w->inflight.empty() || w->inflight.size() >= kPrefetch || !usable(*w) ||
+              !drop_cancelled())
+            continue;
           std::size_t bytes = queue.front().msg->size();
           for (std::size_t k = 1; k < w->inflight.size(); ++k) bytes += w->inflight[k].msg->size();
           if (bytes > kPrefetchBytes) continue;
@@ -809,7 +874,50 @@ void PoolCore::loop() {
     }
     deliver_all(done);
     undelivered.clear();
-    for (auto& [w, msg] : sends) {
+    // Several Run messages for one worker go as one Batch (see kRefillAt); the order of a worker's
+    // messages is kept, which is all that matters (each worker has its own channel).
+    batches.clear();
+    for (std::size_t i = 0; i < sends.size(); ++i) {
+      Worker* w = sends[i].first;
+      if (!sends[i].second) continue;  // taken into an earlier batch
+      const auto& first = sends[i].second;
+      if (first == exit_msg || first->size() > kBatchBytes) {
+        batches.push_back({w, first, {}});
+        continue;
+      }
+      std::size_t bytes = 1 + 8 + first->size();
+      std::vector<std::size_t> parts{i};
+      for (std::size_t j = i + 1; j < sends.size(); ++j) {
+        if (sends[j].first != w || !sends[j].second) continue;
+        if (sends[j].second == exit_msg) break;  // never happens (Exit goes to idle workers), but keep the order
+        if (bytes + 8 + sends[j].second->size() > kBatchBytes) break;
+        bytes += 8 + sends[j].second->size();
+        parts.push_back(j);
+      }
+      if (parts.size() == 1) {
+        batches.push_back({w, first, {}});
+        continue;
+      }
+      auto b = std::make_shared<std::vector<std::byte>>();
+      b->reserve(bytes);
+      b->push_back(std::byte{kBatch});
+      for (std::size_t j : parts) {
+        const std::uint64_t len = sends[j].second->size();
+        const auto* lp = reinterpret_cast<const std::byte*>(&len);
+        b->insert(b->end(), lp, lp + 8);
+        b->insert(b->end(), sends[j].second->begin(), sends[j].second->end());
+      }
+      Batch batch{w, b, {}};
+      batch.parts.reserve(parts.size());
+      for (std::size_t j : parts) {
+        batch.parts.push_back(sends[j].second.get());
+        if (j != i) sends[j].second.reset();
+      }
+      batches.push_back(std::move(batch));
+    }
+    for (auto& batch : batches) {
+      Worker* w = batch.w;
+      const auto& msg = batch.msg;
       try {
         w->conn.send_bytes(*msg);
       } catch (const std::system_error& e) {
@@ -819,8 +927,13 @@ void PoolCore::loop() {
         // handed a chunk in the same instant, and that chunk then failed with WorkerLost although no
         // task of it ever ran ("tasks not yet handed to a worker are never lost"). It goes back to the
         // queue instead (below). Its sentinel reports the death as usual.
-        if (e.code().category() == std::system_category() && e.code().value() == EPIPE && msg != exit_msg)
-          undelivered.emplace_back(w, msg.get());
+        if (e.code().category() == std::system_category() && e.code().value() == EPIPE && msg != exit_msg) {
+          if (batch.parts.empty()) {
+            undelivered.emplace_back(w, msg.get());
+          } else {
+            for (auto* part : batch.parts) undelivered.emplace_back(w, part);
+          }
+        }
         kill_worker(w);
       } catch (...) {
         // A send can also fail with the worker alive and idle (bad_alloc): then nothing would ever

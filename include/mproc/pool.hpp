@@ -118,7 +118,7 @@ struct ResultState {
 // One task record -> value or error.
 template <class R>
 void decode_task(ByteReader& r, std::optional<ValueOf<R>>& value, std::exception_ptr& err) {
-  if (!read_task_status(r, err)) return;
+  if (!task_succeeded(r, err)) return;
   value.emplace();
   if constexpr (!std::is_void_v<R>) decode_from(r, *value);
 }
@@ -143,16 +143,27 @@ template <class R>
 std::vector<R> collect(ResultSource& src) {
   std::vector<R> out;
   const std::size_t n = src.chunk_count();
+  std::size_t total = 0;
+  for (std::size_t i = 0; i < n; ++i) total += src.chunk(i).count;
+  out.reserve(total);
   for (std::size_t i = 0; i < n; ++i) {
     ChunkOutcome& c = src.chunk(i);
     if (c.error) std::rethrow_exception(c.error);
     ByteReader r(records(c));
     for (std::size_t k = 0; k < c.count; ++k) {
-      std::optional<R> v;
       std::exception_ptr e;
-      decode_task<R>(r, v, e);
-      if (e) std::rethrow_exception(e);
-      out.push_back(std::move(*v));
+      if constexpr (memcpy_v<R> && std::is_default_constructible_v<R>) {
+        // A value that is its bytes: no optional, no copy through it (a million-task map reads a
+        // million of these in this thread after the workers are done).
+        if (!task_succeeded(r, e)) std::rethrow_exception(e);
+        R& v = out.emplace_back();
+        r.read(std::addressof(v), sizeof(R));
+      } else {
+        std::optional<R> v;
+        decode_task<R>(r, v, e);
+        if (e) std::rethrow_exception(e);
+        out.push_back(std::move(*v));
+      }
     }
   }
   return out;
@@ -260,6 +271,14 @@ void invoke_chunk(std::uintptr_t fn, ByteReader& in, std::size_t count, ByteWrit
       if constexpr (std::is_void_v<R>) {
         call_task<Spread>(f, std::move(arg));
         out.write_byte(std::byte{1});
+      } else if constexpr (memcpy_v<R> && sizeof(R) <= 64) {
+        // A value that is its bytes: status and value in one write, which either happens whole or
+        // throws (bad_alloc) before writing anything, so no partial record is possible.
+        const R r = call_task<Spread>(f, std::move(arg));
+        std::byte rec[1 + sizeof(R)];
+        rec[0] = std::byte{1};
+        std::memcpy(rec + 1, std::addressof(r), sizeof(R));
+        out.write(rec, sizeof rec);
       } else {
         decltype(auto) r = call_task<Spread>(f, std::move(arg));
         // Encoded aside first: a result whose encoding throws half-way (a codec hook, bad_alloc) must
@@ -666,14 +685,19 @@ class MPROC_API Pool {
     auto it = std::ranges::begin(in);
     auto end = std::ranges::end(in);
     const std::uintptr_t fn = detail::fn_address(f);
+    std::size_t left = n;
     while (it != end) {
       std::vector<std::byte> msg = detail::run_message(&detail::invoke_chunk<F, Arg, Spread>, fn);
       std::size_t count = 0;
       {
-        VectorWriter w(msg);
+        // Fixed-size arguments: room for the whole chunk at once (no regrowth, each byte zeroed once).
+        std::size_t hint = 0;
+        if constexpr (detail::fixed_size_v<Arg>) hint = std::min(chunksize, left) * detail::min_size_v<Arg>;
+        VectorWriter w(msg, hint);
         for (; count < chunksize && it != end; ++it, ++count) detail::encode_item<Arg>(w, *it);
         w.commit();
       }
+      left -= std::min(left, count);
       detail::pool_submit(c, job, std::move(msg), count);
     }
     job->finish_input();

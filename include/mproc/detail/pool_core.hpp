@@ -6,6 +6,7 @@
 //   parent -> worker  Run:  u8 1, u64 chunk_id, u64 invoker, u64 fn, u64 count, then `count` encoded
 //                           arguments (the header is run_header_size bytes)
 //                     Exit: u8 2
+//                     Batch: u8 4, then per Run message: u64 length, the Run message (run in order)
 //   worker -> parent  Done: u8 3, u64 chunk_id, then per task a record: u8 1 + encoded result, or
 //                           u8 0 + std::string type name + std::string message
 // An async child sends one task record over a one-way pipe.
@@ -48,6 +49,16 @@ MPROC_API void write_current_exception(ByteWriter& out);
 /// Read the status byte of a task record. True: the encoded result follows. False: the record was a
 /// failure; err holds the RemoteError (or CodecError for a malformed record).
 MPROC_API bool read_task_status(ByteReader& in, std::exception_ptr& err);
+/// The rest of a failed task record whose status byte (not 1) was already read: err gets the
+/// RemoteError (or CodecError for a malformed record).
+MPROC_API void read_task_failure(ByteReader& in, std::byte status, std::exception_ptr& err);
+/// read_task_status with the success test inline: a map of a million tasks reads a million of these.
+inline bool task_succeeded(ByteReader& in, std::exception_ptr& err) {
+  const std::byte b = in.read_byte();
+  if (b == std::byte{1}) return true;
+  read_task_failure(in, b, err);
+  return false;
+}
 
 /// What came back for one chunk: its task records (from `offset` in `bytes`), or an error that every task
 /// of the chunk failed with (WorkerLost, TimeoutError, "pool terminated").
