@@ -4,7 +4,7 @@
 //      mproc, of Python's Pool(2).map on the same list, and of the serial loop. Target: mproc ≥ 20×
 //      faster than Python.
 //   2. N_small trivial tasks with chunksize 1 (one round trip per task): µs per task. Target ≤ 3 µs
-//      (Python's Pool: about 27 µs on the reference machine).
+//      (Python's Pool: 34 µs in a quiet run, 50–72 µs at load 8; bench/RESULTS.md has the latest).
 //   3. N_cpu tasks of ~1 ms CPU each (a xorshift spin, its length calibrated at start) on Pool(2), default
 //      chunksize, against the same tasks in a serial loop. Target: speed-up ≥ 1.9× (2.0 is ideal on 2
 //      free cores). Python runs the same scenario with its own spin calibrated to ~1 ms, at a tenth of the
