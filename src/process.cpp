@@ -228,7 +228,9 @@ void Process::start() {
       me.parent = parent_info;
       me.name = st.name;
       me.daemon = st.daemon;
-      me.identity = st.identity;
+      // Taken, not copied: this copy of the parent's state is not read again in the child, and a copy
+      // would be the child's first malloc (its code and arena pages faulted in before the target runs).
+      me.identity.swap(st.identity);
       me.counter.store(0);
     } catch (...) {
       detail::posix::child_exit(1);

@@ -59,6 +59,10 @@ struct Registry {
   std::unordered_map<pid_t, Record> live;
   std::unordered_map<pid_t, int> history;  // pid -> raw status, for Reaper::status
   std::deque<pid_t> history_order;
+  // In a forked child: the parent's records, set aside by after_fork_in_child and never used.
+  std::unordered_map<pid_t, Record> inherited_live;
+  std::unordered_map<pid_t, int> inherited_history;
+  std::deque<pid_t> inherited_history_order;
   std::vector<int> close_in_children;
   std::atomic<ReapMode> mode{ReapMode::on_demand};
   bool subreaper = false;
@@ -88,6 +92,14 @@ struct Registry {
       rec.handle->sentinel.reset();
       rec.lifeline.reset();
     }
+    // The records are set aside, not freed: freeing them would write to every page that holds them
+    // (the allocator's chunk headers, the bucket array's memset), and in a child each such page is a
+    // copy-on-write fault (~25 µs on a VM). A parent whose history is full (4,096 entries) would make
+    // every child pay dozens of them before its target runs. A swap costs a few writes; what was set
+    // aside in an earlier generation (a child's child) is freed now instead. They stay reachable.
+    live.swap(inherited_live);
+    history.swap(inherited_history);
+    history_order.swap(inherited_history_order);
     live.clear();
     history.clear();
     history_order.clear();
@@ -284,12 +296,14 @@ void Registry::cleanup_at_exit() {
     }
   }
   try {
-    for (auto& h : daemons) signal_child(*h, SIGTERM);
-    posix::Deadline grace(std::chrono::seconds(1));
-    for (auto& h : daemons) {
-      if (!wait_child(*h, grace)) {
-        signal_child(*h, SIGKILL);
-        wait_child(*h, posix::Deadline(std::nullopt));
+    if (!daemons.empty()) {  // no clock read otherwise: every Process child passes here on its way out
+      for (auto& h : daemons) signal_child(*h, SIGTERM);
+      posix::Deadline grace(std::chrono::seconds(1));
+      for (auto& h : daemons) {
+        if (!wait_child(*h, grace)) {
+          signal_child(*h, SIGKILL);
+          wait_child(*h, posix::Deadline(std::nullopt));
+        }
       }
     }
     for (auto& h : others) wait_child(*h, posix::Deadline(std::nullopt));

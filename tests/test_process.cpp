@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -1010,4 +1011,55 @@ TEST_CASE("without MPROC_TRACE nothing is traced", "[process][trace]") {
   REQUIRE(r.child > 0);
   CHECK((WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0));
   for (auto& l : t::split_lines(r.err)) CHECK_FALSE(mentions_pid(l, r.child));
+}
+
+namespace {
+// A streambuf with no put area that keeps what it is given until sync(): what a tee or a logging
+// buffer looks like. Only a flush() of its stream hands its bytes on.
+struct HoldUntilSync : std::streambuf {
+  explicit HoldUntilSync(int fd) : fd_(fd) {}
+  int overflow(int c) override {
+    if (c != traits_type::eof()) held_.push_back(static_cast<char>(c));
+    return c;
+  }
+  int sync() override {
+    const bool ok = ::write(fd_, held_.data(), held_.size()) == static_cast<ssize_t>(held_.size());
+    held_.clear();
+    return ok ? 0 : -1;
+  }
+
+ private:
+  int fd_;
+  std::string held_;
+};
+}  // namespace
+
+TEST_CASE("std::cout output with its own buffer is flushed before start and at the child's exit, once",
+          "[process]") {
+  // start() flushes cout so its buffered bytes are not inherited (and printed again by the child), and
+  // the child's exit flushes what its target wrote. Both with sync_with_stdio(false), where cout has a
+  // buffer of its own, and with a user's buffer that keeps bytes until sync(). In a raw-forked
+  // sub-process, so that neither change reaches the test binary's streams.
+  const bool own_rdbuf = GENERATE(false, true);
+  auto out = t::make_pipe();
+  auto sub = t::RawChild::fork([w = out.w.get(), own_rdbuf]() -> int {
+    ::dup2(w, 1);
+    HoldUntilSync hold(1);
+    if (own_rdbuf)
+      std::cout.rdbuf(&hold);
+    else
+      std::ios::sync_with_stdio(false);
+    std::cout << "before;";  // not flushed
+    Process p([] { std::cout << "child;"; });  // not flushed either: the child's exit must
+    p.start();
+    p.join();
+    std::cout << "after" << std::flush;
+    std::cout.rdbuf(nullptr);  // hold goes out of scope here
+    return p.exitcode() == 0 ? 0 : 1;
+  });
+  auto st = sub.wait_for(10s);
+  REQUIRE(st);
+  CHECK((WIFEXITED(*st) && WEXITSTATUS(*st) == 0));
+  out.w.reset();
+  CHECK(t::read_to_eof(out.r.get(), 5s) == "before;child;after");
 }
