@@ -242,7 +242,11 @@ std::size_t read_once(ConnectionState& s, int fd, void* buf, std::size_t n) {
 // One buffer per thread, so a small message costs no allocation beyond its own vector.
 std::byte* first_record_buffer() {
   thread_local std::unique_ptr<std::byte[]> buf;
-  if (!buf) buf = std::make_unique<std::byte[]>(kRecord);
+  // Not zero-filled: recvmsg writes what arrives, and only those bytes are read. Zeroing 64 KiB touched
+  // 16 fresh pages, a page fault each (10-25 µs on a VM), in every thread and every forked worker that
+  // receives for the first time: ~45 faults of a Pool(2)'s creation and first map (the pool thread and
+  // both workers), about 0.5 ms. Untouched pages of the buffer are never faulted in.
+  if (!buf) buf = std::make_unique_for_overwrite<std::byte[]>(kRecord);
   return buf.get();
 }
 
