@@ -229,7 +229,8 @@ void Process::start() {
       me.name = st.name;
       me.daemon = st.daemon;
       // Taken, not copied: this copy of the parent's state is not read again in the child, and a copy
-      // would be the child's first malloc (its code and arena pages faulted in before the target runs).
+      // would be a malloc (with default names, the child's only one before its target: code and arena
+      // pages faulted in).
       me.identity.swap(st.identity);
       me.counter.store(0);
     } catch (...) {

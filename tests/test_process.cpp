@@ -1063,3 +1063,18 @@ TEST_CASE("std::cout output with its own buffer is flushed before start and at t
   out.w.reset();
   CHECK(t::read_to_eof(out.r.get(), 5s) == "before;child;after");
 }
+
+TEST_CASE("std::cout given a holding buffer by a program's static initialiser is flushed in the child too",
+          "[process]") {
+  // mproc skips flushing a standard stream only while it has the buffer it started with and that
+  // holds nothing. "Started with" is taken before any initialiser of the program runs, although mproc
+  // is linked as a static library (whose initialisers would otherwise run after the program's).
+  auto h = t::launch_helper({"cout-held"}, {{"MPROC_TEST_HOLD_COUT", "1"}});
+  auto st = h.proc.wait_for(20s);
+  REQUIRE(st);
+  const std::string out = t::read_to_eof(h.out.get(), 5s);
+  const std::string err = t::read_to_eof(h.err.get(), 5s);
+  INFO("helper " << t::describe_status(*st) << "\nstderr:\n" << err);
+  CHECK((WIFEXITED(*st) && WEXITSTATUS(*st) == 0));
+  CHECK(out == "before;child;after");
+}

@@ -29,9 +29,18 @@ struct PutArea : std::streambuf {
   }
 };
 
-// Initialised after this file's std::ios_base::Init (from <iostream>, included above), so the standard
-// streams exist.
-std::streambuf* const startup_buf[3] = {std::cout.rdbuf(), std::cerr.rdbuf(), std::clog.rdbuf()};
+// The buffers the standard streams start with, captured before any of the program's own static
+// initialisers can install another one (which must then always be flushed): init_priority runs these
+// two ahead of every initialiser of default priority, in whatever order the objects are linked (mproc
+// is usually a static library, whose initialisers would otherwise run after the program's). The
+// extra std::ios_base::Init makes sure the streams exist by then; it is reference-counted.
+struct StartupBuffers {
+  std::streambuf* cout = std::cout.rdbuf();
+  std::streambuf* cerr = std::cerr.rdbuf();
+  std::streambuf* clog = std::clog.rdbuf();
+};
+[[gnu::init_priority(200)]] std::ios_base::Init early_streams;
+[[gnu::init_priority(200)]] const StartupBuffers startup_buf;
 
 void flush_unless_idle(std::ostream& os, std::streambuf* startup) {
   std::streambuf* b = os.rdbuf();
@@ -43,9 +52,9 @@ void flush_unless_idle(std::ostream& os, std::streambuf* startup) {
 
 void flush_stdio() noexcept {
   try {
-    flush_unless_idle(std::cout, startup_buf[0]);
-    flush_unless_idle(std::cerr, startup_buf[1]);
-    flush_unless_idle(std::clog, startup_buf[2]);
+    flush_unless_idle(std::cout, startup_buf.cout);
+    flush_unless_idle(std::cerr, startup_buf.cerr);
+    flush_unless_idle(std::clog, startup_buf.clog);
   } catch (...) {
     // A stream with exceptions enabled must not stop a fork or an exit.
   }

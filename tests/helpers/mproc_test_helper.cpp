@@ -24,6 +24,10 @@
 //                          the int + 1 followed by a message of its own ("child-<i>"); exit code 0, or
 //                          10.. for the first check that failed (see ipc_echo_mode)
 //   ipc-none               exit 0 if mproc::parent_channel() is nullopt (started without ipc), else 10
+//   cout-held              std::cout writes through a buffer that keeps its bytes until sync(),
+//                          installed by a static initialiser of this program (before main); print
+//                          "before;" (unflushed), start a Process that prints "child;" (unflushed),
+//                          join, print "after" and flush: stdout must read "before;child;after"
 //   list-fds               print this program's open fds, one number a line (the listing's own
 //                          directory fd excluded)
 //   spawn-detached <how>   mproc::spawn("sleep 30") with detached = true, print "child=<pid>", return
@@ -45,6 +49,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iostream>
 #include <string>
 #include <thread>
 
@@ -246,6 +251,40 @@ int spawn_mode(bool detached, const std::string& how) {
   return 0;
 }
 
+// The buffer cout-held installs before main: no put area, its bytes go out only on sync().
+struct HoldUntilSync : std::streambuf {
+  std::string held;
+  int overflow(int c) override {
+    if (c != traits_type::eof()) held.push_back(static_cast<char>(c));
+    return c;
+  }
+  int sync() override {
+    const bool ok = ::write(1, held.data(), held.size()) == static_cast<ssize_t>(held.size());
+    held.clear();
+    return ok ? 0 : -1;
+  }
+};
+HoldUntilSync g_hold;
+// A static initialiser of default priority, as a program's own would be: it runs after mproc's (which
+// take note of the streams' start-up buffers), whatever the link order.
+const bool g_hold_installed = [] {
+  const char* v = std::getenv("MPROC_TEST_HOLD_COUT");
+  if (v == nullptr || std::strcmp(v, "1") != 0) return false;
+  std::cout.rdbuf(&g_hold);
+  return true;
+}();
+
+int cout_held_mode() {
+  if (!g_hold_installed) return 10;
+  std::cout << "before;";
+  mproc::Process p([] { std::cout << "child;"; });
+  p.start();
+  p.join();
+  std::cout << "after" << std::flush;
+  std::cout.rdbuf(nullptr);
+  return p.exitcode() == 0 ? 0 : 11;
+}
+
 }  // namespace
 
 int main(int argc, char* argv[]) {
@@ -259,6 +298,7 @@ int main(int argc, char* argv[]) {
   if (mode == "ipc-echo") return ipc_echo_mode();
   if (mode == "ipc-none") return mproc::parent_channel() ? 10 : 0;
   if (mode == "list-fds") return list_fds_mode();
+  if (mode == "cout-held") return cout_held_mode();
   if (mode == "spawn-detached") return argc < 3 ? usage() : spawn_mode(true, argv[2]);
   if (mode == "spawn-attached") return argc < 3 ? usage() : spawn_mode(false, argv[2]);
   return usage();
