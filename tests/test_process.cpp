@@ -26,6 +26,7 @@
 
 #include <mproc/mproc.hpp>
 
+#include "helpers/hold_until_sync.hpp"
 #include "test_util.hpp"
 
 using mproc::Process;
@@ -1013,27 +1014,6 @@ TEST_CASE("without MPROC_TRACE nothing is traced", "[process][trace]") {
   for (auto& l : t::split_lines(r.err)) CHECK_FALSE(mentions_pid(l, r.child));
 }
 
-namespace {
-// A streambuf with no put area that keeps what it is given until sync(): what a tee or a logging
-// buffer looks like. Only a flush() of its stream hands its bytes on.
-struct HoldUntilSync : std::streambuf {
-  explicit HoldUntilSync(int fd) : fd_(fd) {}
-  int overflow(int c) override {
-    if (c != traits_type::eof()) held_.push_back(static_cast<char>(c));
-    return c;
-  }
-  int sync() override {
-    const bool ok = ::write(fd_, held_.data(), held_.size()) == static_cast<ssize_t>(held_.size());
-    held_.clear();
-    return ok ? 0 : -1;
-  }
-
- private:
-  int fd_;
-  std::string held_;
-};
-}  // namespace
-
 TEST_CASE("std::cout output with its own buffer is flushed before start and at the child's exit, once",
           "[process]") {
   // start() flushes cout so its buffered bytes are not inherited (and printed again by the child), and
@@ -1044,7 +1024,7 @@ TEST_CASE("std::cout output with its own buffer is flushed before start and at t
   auto out = t::make_pipe();
   auto sub = t::RawChild::fork([w = out.w.get(), own_rdbuf]() -> int {
     ::dup2(w, 1);
-    HoldUntilSync hold(1);
+    t::HoldUntilSync hold(1);
     if (own_rdbuf)
       std::cout.rdbuf(&hold);
     else

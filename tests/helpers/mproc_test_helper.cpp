@@ -55,6 +55,8 @@
 
 #include <mproc/mproc.hpp>
 
+#include "hold_until_sync.hpp"
+
 // Held by pointers that are never deleted: these objects must outlive main() so that the library's
 // parent-exit handling (not the Process destructor) is what ends or joins their children. Reachable
 // from globals, so LeakSanitizer does not report them; external linkage, so the compiler cannot drop
@@ -251,20 +253,8 @@ int spawn_mode(bool detached, const std::string& how) {
   return 0;
 }
 
-// The buffer cout-held installs before main: no put area, its bytes go out only on sync().
-struct HoldUntilSync : std::streambuf {
-  std::string held;
-  int overflow(int c) override {
-    if (c != traits_type::eof()) held.push_back(static_cast<char>(c));
-    return c;
-  }
-  int sync() override {
-    const bool ok = ::write(1, held.data(), held.size()) == static_cast<ssize_t>(held.size());
-    held.clear();
-    return ok ? 0 : -1;
-  }
-};
-HoldUntilSync g_hold;
+// The buffer cout-held installs before main (no put area: its bytes go out only on sync()).
+mproc_test::HoldUntilSync g_hold(1);
 // A static initialiser of default priority, as a program's own would be: it runs after mproc's (which
 // take note of the streams' start-up buffers), whatever the link order.
 const bool g_hold_installed = [] {
