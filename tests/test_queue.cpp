@@ -32,22 +32,11 @@
 #include <string>
 #include <vector>
 
+#include <mproc/detail/test_hooks.hpp>
 #include <mproc/mproc.hpp>
 #include <mproc/queue.hpp>
 
 #include "test_util.hpp"
-
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kAsan = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kAsan = true;
-#else
-constexpr bool kAsan = false;
-#endif
-#else
-constexpr bool kAsan = false;
-#endif
 
 using mproc::Empty;
 using mproc::Full;
@@ -232,12 +221,21 @@ char proc_state(pid_t pid) {
   return st ? st->state : '?';
 }
 
-// Resident anonymous memory of pid in KiB (0 if unreadable): its heap, not the shared ring.
-std::size_t rss_anon_kib(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
-  for (std::string line; std::getline(f, line);)
-    if (line.rfind("RssAnon:", 0) == 0) return static_cast<std::size_t>(std::strtoull(line.c_str() + 8, nullptr, 10));
-  return 0;
+// The stop point of the mid-item chaos case's consumer: after chunk `at` of a streamed record, report
+// on reached_w and block on hold_r (never written) until SIGKILLed. Set in that child only.
+struct ChunkStop {
+  std::size_t at;
+  int reached_w;
+  int hold_r;
+};
+ChunkStop g_chunk_stop{};
+
+void stop_at_chunk(std::size_t index) noexcept {
+  if (index != g_chunk_stop.at) return;
+  t::write_str(g_chunk_stop.reached_w, "k");
+  char c;
+  while (::read(g_chunk_stop.hold_r, &c, 1) < 0 && errno == EINTR) {
+  }
 }
 
 std::set<std::string> dev_shm() {
@@ -759,14 +757,16 @@ TEST_CASE("queue: a streamed put that times out mid-item delivers nothing of it"
 
 TEST_CASE("queue chaos: producers SIGKILLed 50 times mid-stream never tear an item or stall the others",
           "[queue][chaos]") {
-  // A 'big' producer streams 3 MiB items (three times the ring) in a loop and is SIGKILLed a random
-  // 0-30 ms after it starts putting, 50 times over (a fresh producer each round). Meanwhile a 'small'
-  // producer puts checksummed items of 32 B - 2 kB, and a consumer process checks every item it
-  // gets: intact (checksum), the small producer's items all there and in order, each big producer's items
-  // numbered 0, 1, 2, ... without a gap (so the one it was killed in, if any, is the only one missing).
-  // The consumer runs with MPROC_TRACE on, so the test can count the partial items it dropped: proof
-  // that the kills did land mid-stream.
-  static constexpr int kRounds = 50;
+  // A 'big' producer streams 3 MiB items (three times the ring, so at least 4 chunks each) in a loop
+  // and is SIGKILLed, 50 times over (a fresh producer each round): in every 10th round at a known point,
+  // right after it published chunk j (0-2, from the seed) of its first item, where its put chunk hook
+  // reports and blocks; in the other rounds a random 0-30 ms after it starts putting. Meanwhile a
+  // 'small' producer puts checksummed items of 32 B - 2 kB, and a consumer process checks every item
+  // it gets: intact (checksum), the small producer's items all there and in order, each big producer's
+  // items numbered 0, 1, 2, ... without a gap (so the one it was killed in, if any, is the only one
+  // missing). The consumer runs with MPROC_TRACE on, so the test counts the partial items it dropped:
+  // at least one per stopped round, whose kill is mid-item by construction.
+  static constexpr int kRounds = 50, kStopEvery = 10, kStoppedRounds = kRounds / kStopEvery;
   static constexpr std::uint32_t kSmallTag = 1, kEndTag = 2, kBigTag = 100;  // big producer r: kBigTag + r
   static constexpr std::size_t kBigPayload = 3 * kMiB;
   const std::uint64_t seed = test_seed("producer chaos");
@@ -848,8 +848,15 @@ TEST_CASE("queue chaos: producers SIGKILLed 50 times mid-stream never tear an it
 
   int killed = 0;
   for (int r = 0; r < kRounds; ++r) {
-    auto started = t::make_pipe();
-    Process big([](Queue<Bytes> my_q, std::uint32_t tag, int started_w) {
+    const bool stopped = r % kStopEvery == 0;
+    const std::uint64_t stop_at = stopped ? rng() % 3 : ~std::uint64_t{0};
+    CAPTURE(r, stop_at);
+    auto started = t::make_pipe(), reached = t::make_pipe(), hold = t::make_pipe();
+    Process big([](Queue<Bytes> my_q, std::uint32_t tag, int started_w, std::uint64_t at, int reached_w, int hold_r) {
+      if (at != ~std::uint64_t{0}) {
+        g_chunk_stop = {static_cast<std::size_t>(at), reached_w, hold_r};
+        mproc::detail::set_queue_put_chunk_hook(&stop_at_chunk);
+      }
       Bytes item;
       // Fresh memory costs ~5 us a page on this kind of VM: make the first item before "started", and
       // encode it twice so that the encoding buffer of every put() reuses warm heap memory (the first
@@ -861,12 +868,15 @@ TEST_CASE("queue chaos: producers SIGKILLed 50 times mid-stream never tear an it
         my_q.put(item);
         make_item_into(item, tag, ++seq, kBigPayload);
       }
-    }, q, kBigTag + static_cast<std::uint32_t>(r), started.w.get());
+    }, q, kBigTag + static_cast<std::uint32_t>(r), started.w.get(), stop_at, reached.w.get(), hold.r.get());
     big.start();
     t::ScopeExit cleanup_big([&] { t::kill_and_join(big); });
+    reached.w.reset();  // the producer's end only: its exit is EOF here
     REQUIRE(t::wait_readable(started.r.get(), 10s));
-    // The randomized kill instant (chaos, not synchronization).
-    std::this_thread::sleep_for(std::chrono::microseconds(rng() % 30001));
+    if (stopped)
+      REQUIRE(t::read_n(reached.r.get(), 1, 30s) == "k");  // inside put, after chunk stop_at of item 0
+    else
+      std::this_thread::sleep_for(std::chrono::microseconds(rng() % 30001));  // chaos, not synchronization
     big.kill();
     big.join();
     killed += big.exitcode() == -SIGKILL;
@@ -889,8 +899,7 @@ TEST_CASE("queue chaos: producers SIGKILLed 50 times mid-stream never tear an it
   INFO("consumer stderr:\n" << traced);
   REQUIRE(summary);
   CHECK(summary->rfind("ok ", 0) == 0);
-  CHECK(partial >= 1);  // the kills did hit producers mid-item
-  CHECK(elapsed < 60000);
+  CHECK(partial >= kStoppedRounds);  // each stopped round left a partial item, dropped by the consumer
   CHECK(q.empty());
 }
 
@@ -944,76 +953,62 @@ TEST_CASE("queue chaos: a consumer SIGKILLed while blocked in get() does not sto
 
 TEST_CASE("queue chaos: a consumer SIGKILLed mid-way through a 64 MiB item and the next consumer gets the rest intact",
           "[queue][chaos]") {
-  // C1 blocks in get(); a producer then puts A (64 MiB, streamed through the 1 MiB ring), B (8 MiB) and
-  // 20 small items. C1 is killed while it receives A: its anonymous resident memory jumps when it
-  // allocates and zero-fills A's buffer at A's first chunk, so once that has happened the test waits a
-  // random 1-20 ms and kills it. Then the parent, as the next consumer, must receive B and the 20 small
-  // items intact and in order (A is lost with C1, which had taken it), or A, B, ... if C1 died before it
-  // took A's first chunk. Repeated, on the same queue, until C1 has been killed mid-item twice (at most 8
-  // attempts); at least once is required. "Mid-item" means: the next consumer's first item is B, C1
-  // never reported A, and at the kill C1 had not begun decoding A (its memory had not grown past A's
-  // buffer), so it was still inside the ring's get.
+  // C1 blocks in get(); a producer then puts A (64 MiB, streamed through the 1 MiB ring in at least 65
+  // chunks), B (8 MiB) and 20 small items. Inside its get of A, right after it has taken chunk k (k in
+  // [0, 63], from the seed, so never A's last), C1's chunk hook reports the stop on a pipe and blocks
+  // there with the queue's get lock held; the parent then SIGKILLs it. So every kill lands mid-item, at a
+  // known chunk, whatever the machine's speed. The parent, as the next consumer, must take over the lock
+  // of a dead owner, drop A's rest and receive B and the 20 small items intact and in order. Three
+  // rounds on the same queue, each at its own k. If C1 never reaches its stop point (the hook is not
+  // called), it finishes A and the case fails.
   static constexpr std::uint32_t kA = 1, kB = 2, kSmall = 3;
-  static constexpr int kWanted = 2, kMaxAttempts = 8, kSmallItems = 20;
-  // A's receive buffer, as resident memory: 64 MiB, plus its 8 MiB of shadow under ASan.
-  const std::size_t buffer_kib = 64 * 1024 + (kAsan ? 8 * 1024 : 0);
+  static constexpr int kRounds = 3, kSmallItems = 20;
   const std::uint64_t seed = test_seed("consumer mid-item chaos");
   std::mt19937_64 rng(seed);
   Queue<Bytes> q;
-  int mid_item = 0, attempts = 0;
-  for (; attempts < kMaxAttempts && mid_item < kWanted; ++attempts) {
-    CAPTURE(attempts);
-    auto ready = t::make_pipe(), done = t::make_pipe();
-    Process c1([](Queue<Bytes> my_q, int ready_w, int done_w) {
+  for (int r = 0; r < kRounds; ++r) {
+    const std::size_t k = rng() % 64;
+    CAPTURE(r, k);
+    auto ready = t::make_pipe(), reached = t::make_pipe(), hold = t::make_pipe(), done = t::make_pipe();
+    Process c1([](Queue<Bytes> my_q, std::uint64_t at, int reached_w, int hold_r, int ready_w, int done_w) {
+      g_chunk_stop = {static_cast<std::size_t>(at), reached_w, hold_r};
+      mproc::detail::set_queue_get_chunk_hook(&stop_at_chunk);
       t::write_str(ready_w, "g");
       const Bytes a = my_q.get(60s);
       const auto h = check_item(a);
       t::write_str(done_w, h && h->tag == kA ? "d" : "x");
-    }, q, ready.w.get(), done.w.get());
+    }, q, std::uint64_t{k}, reached.w.get(), hold.r.get(), ready.w.get(), done.w.get());
     c1.start();
     t::ScopeExit cleanup_c1([&] { t::kill_and_join(c1); });
+    reached.w.reset();  // C1's end only: its exit is EOF here
+    done.w.reset();
     REQUIRE(t::wait_readable(ready.r.get(), 10s));
-    const pid_t c1_pid = *c1.pid();
-    const std::size_t base_kib = rss_anon_kib(c1_pid);
 
-    Process producer([](Queue<Bytes> my_q, std::uint64_t attempt) {
-      my_q.put(make_item(kA, attempt, 64 * kMiB));
-      my_q.put(make_item(kB, attempt, 8 * kMiB));
+    Process producer([](Queue<Bytes> my_q, std::uint64_t round) {
+      my_q.put(make_item(kA, round, 64 * kMiB));
+      my_q.put(make_item(kB, round, 8 * kMiB));
       for (std::uint64_t i = 0; i < kSmallItems; ++i) my_q.put(make_item(kSmall, i, 100));
-    }, q, static_cast<std::uint64_t>(attempts));
+    }, q, static_cast<std::uint64_t>(r));
     producer.start();
     t::ScopeExit cleanup_p([&] { t::kill_and_join(producer); });
 
-    // A's buffer allocated and zero-filled (all of it resident; C1 has not consumed A's first chunk
-    // before that) or C1 already finished: no fd can tell, /proc can.
-    REQUIRE(t::wait_until(
-        [&] { return rss_anon_kib(c1_pid) + 256 >= base_kib + buffer_kib || t::is_ended(c1_pid); }, 30s, 200us));
-    std::this_thread::sleep_for(std::chrono::microseconds(1000 + rng() % 19001));  // chaos, not synchronization
-    const std::size_t at_kill_kib = rss_anon_kib(c1_pid);
+    // The stop point: C1 is inside the ring's get of A, after chunk k, and stays there.
+    const std::string at_stop = t::read_n(reached.r.get(), 1, 60s);
+    const std::string c1_said = at_stop.empty() ? t::read_to_eof(done.r.get(), 10s) : "";
+    INFO("C1 never reached its stop point; its get of A " << (c1_said == "d" ? "returned A whole" : "did not return"));
+    REQUIRE(at_stop == "k");
     c1.kill();
     c1.join();
-    const bool decoding = at_kill_kib >= base_kib + buffer_kib + 2 * 1024;  // a second buffer was growing
-    const std::string c1_said = t::wait_readable(done.r.get(), 0ms) ? t::read_n(done.r.get(), 1, 1s) : "";
-    CHECK(c1_said != "x");  // if C1 did finish its get, A was intact
+    CHECK(c1.exitcode() == -SIGKILL);
+    CHECK(t::read_to_eof(done.r.get(), 10s).empty());  // C1 never finished A
 
-    // The parent is the next consumer.
+    // The parent is the next consumer: A went with C1, its rest is dropped, B comes first and whole.
     const auto h1 = check_item(q.get(60s));
     REQUIRE(h1);
-    std::printf("  attempt %d: C1 %s; anon memory %zu -> %zu KiB at the kill; next consumer's first item: %s\n",
-                attempts, c1_said.empty() ? "killed" : "had finished", base_kib, at_kill_kib,
-                h1->tag == kA ? "A (C1 had not taken it)" : h1->tag == kB ? "B (A went with C1)" : "?");
-    if (h1->tag == kA) {
-      CHECK(c1_said.empty());  // C1 was killed before it took A: A comes whole to the next consumer
-      CHECK(h1->seq == static_cast<std::uint64_t>(attempts));
-      const auto h2 = check_item(q.get(60s));
-      REQUIRE(h2);
-      CHECK(h2->tag == kB);
-      CHECK(h2->seq == static_cast<std::uint64_t>(attempts));
-    } else {
-      CHECK(h1->tag == kB);  // A went with C1, whole or not at all
-      CHECK(h1->seq == static_cast<std::uint64_t>(attempts));
-      if (c1_said.empty() && !decoding) ++mid_item;  // C1 died inside the ring's get: A's rest was dropped
-    }
+    std::printf("  round %d: C1 SIGKILLed after chunk %zu of A; next consumer's first item: %s\n", r, k,
+                h1->tag == kA ? "A" : h1->tag == kB ? "B" : "?");
+    CHECK(h1->tag == kB);
+    CHECK(h1->seq == static_cast<std::uint64_t>(r));
     int bad_small = 0;
     for (std::uint64_t i = 0; i < kSmallItems; ++i) {
       const auto h = check_item(q.get(30s));
@@ -1023,8 +1018,6 @@ TEST_CASE("queue chaos: a consumer SIGKILLed mid-way through a 64 MiB item and t
     CHECK(join_within(producer, 30s) == 0);
     CHECK(q.empty());
   }
-  std::printf("consumer mid-item chaos: %d of %d attempts killed the consumer mid-item\n", mid_item, attempts);
-  CHECK(mid_item >= 1);
 }
 
 TEST_CASE("queue: queues used by processes that are SIGKILLed leave nothing in /dev/shm", "[queue]") {

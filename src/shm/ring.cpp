@@ -6,6 +6,7 @@
 #include <new>
 #include <stdexcept>
 
+#include "mproc/detail/test_hooks.hpp"
 #include "mproc/error.hpp"
 #include "shm/futex.hpp"
 #include "shm/robust_mutex.hpp"
@@ -23,6 +24,10 @@ constexpr u64 kMaxRecord = u64{1} << 40;  // 1 TiB: a sanity bound on a header r
 // touched): past it the buffer grows with the bytes that actually arrived.
 constexpr u64 kMaxReserve = u64{64} << 20;
 constexpr auto kSlice = std::chrono::milliseconds(100);
+
+// A test's stop points inside a streamed record (mproc/detail/test_hooks.hpp): one relaxed load per
+// chunk of a record larger than a chunk, nothing for the records that fit in one.
+std::atomic<QueueChunkHook> g_get_chunk_hook{nullptr}, g_put_chunk_hook{nullptr};
 
 // RAII unlock for a robust mutex already acquired.
 struct Unlock {
@@ -211,7 +216,7 @@ bool Ring::put(std::span<const std::byte> part1, std::span<const std::byte> part
   if (maxsize != 0 && !wait_until(h_->space_seq, h_->space_sleepers, room_for_item, d)) return false;
 
   const u64 total = u64{part1.size()} + part2.size();
-  u64 off = 0;
+  u64 off = 0, chunk = 0;
   bool first = true;
   while (first || off < total) {
     const u64 remaining = total - off;
@@ -261,6 +266,9 @@ bool Ring::put(std::span<const std::byte> part1, std::span<const std::byte> part
       h_->head.store(new_head, std::memory_order_release);
     }
     wake(h_->data_seq, h_->data_sleepers);
+    if (!last)
+      if (auto hook = g_put_chunk_hook.load(std::memory_order_relaxed)) hook(static_cast<std::size_t>(chunk));
+    ++chunk;
     off += len;
     first = false;
   }
@@ -295,7 +303,7 @@ std::optional<std::size_t> Ring::get(std::vector<std::byte>& buf, const posix::D
   Unlock unlock{h_->get_lock};
 
   bool assembling = false;
-  u64 got = 0, total = 0;
+  u64 got = 0, total = 0, chunk = 0;
   for (;;) {
     const u64 tail = h_->tail.load(std::memory_order_relaxed);
     // Data up to the last head this process saw (a lower bound, as head only grows), if that is
@@ -347,6 +355,7 @@ std::optional<std::size_t> Ring::get(std::vector<std::byte>& buf, const posix::D
       assembling = true;
       got = 0;
       total = ch.total;
+      chunk = 0;
       // Room for the announced total, up to kMaxReserve: a corrupt `total` must not allocate a TiB.
       if (buf.capacity() < total) buf.reserve(static_cast<std::size_t>(std::min(total, kMaxReserve)));
     } else if (!assembling) {
@@ -362,6 +371,8 @@ std::optional<std::size_t> Ring::get(std::vector<std::byte>& buf, const posix::D
     if (is_last && got != total) corrupted("record shorter than announced");
     consume(tail, kChunkHeader + ch.len, is_last);
     if (is_last) return static_cast<std::size_t>(total);
+    if (auto hook = g_get_chunk_hook.load(std::memory_order_relaxed)) hook(static_cast<std::size_t>(chunk));
+    ++chunk;
   }
 }
 
@@ -390,3 +401,15 @@ bool Ring::join(const posix::Deadline& d) {
 }
 
 }  // namespace mproc::detail::shm
+
+namespace mproc::detail {
+
+void set_queue_get_chunk_hook(QueueChunkHook hook) noexcept {
+  shm::g_get_chunk_hook.store(hook, std::memory_order_relaxed);
+}
+
+void set_queue_put_chunk_hook(QueueChunkHook hook) noexcept {
+  shm::g_put_chunk_hook.store(hook, std::memory_order_relaxed);
+}
+
+}  // namespace mproc::detail
