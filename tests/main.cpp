@@ -76,36 +76,6 @@ using ListenerBase = Catch::EventListenerBase;
 using ListenerBase = Catch::TestEventListenerBase;
 #endif
 
-std::set<std::string> shm_entries() {
-  std::set<std::string> out;
-  std::error_code ec;
-  for (auto it = std::filesystem::directory_iterator("/dev/shm", ec);
-       !ec && it != std::filesystem::directory_iterator(); it.increment(ec))
-    out.insert(it->path().filename().string());
-  return out;
-}
-
-// Whether a process other than this one maps /dev/shm/<name>. ctest runs two test processes at once
-// (-j2), and a test, sample or benchmark running beside this one may hold a named segment of its
-// own while our check runs: that is not our leak. Ours would be mapped by nobody (our children are
-// gone by then) or by this process only.
-bool mapped_by_another_process(const std::string& name) {
-  const std::string needle = " /dev/shm/" + name;
-  const std::string self = std::to_string(::getpid());
-  std::error_code ec;
-  for (auto it = std::filesystem::directory_iterator("/proc", ec);
-       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
-    const std::string pid = it->path().filename().string();
-    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos || pid == self) continue;
-    std::ifstream maps(it->path() / "maps");
-    std::string line;
-    while (std::getline(maps, line))
-      if (line.size() >= needle.size() && line.compare(line.size() - needle.size(), needle.size(), needle) == 0)
-        return true;
-  }
-  return false;
-}
-
 void warm_up() {
   try {
     mproc::Process p([] {});
@@ -365,7 +335,7 @@ class LeakGuard : public ListenerBase {
     }
     name_ = info.name;
     fds_ = mproc_test::open_fds();
-    shm_ = shm_entries();
+    shm_ = mproc_test::shm_entries();
   }
 
   void testCaseEnded(Catch::TestCaseStats const& stats) override {
@@ -400,17 +370,7 @@ class LeakGuard : public ListenerBase {
     for (auto& [fd, target] : mproc_test::open_fds())
       if (!fds_.count(fd)) report += "  fd " + std::to_string(fd) + " -> " + target + "\n";
 
-    // A new entry nobody else maps may still be another test's short-lived one (a file planted and
-    // removed a moment later): ours stays, so look again for up to 2 s before calling it leaked.
-    std::vector<std::string> fresh;
-    for (auto& e : shm_entries())
-      if (!shm_.count(e) && !mapped_by_another_process(e)) fresh.push_back(e);
-    for (const auto shm_deadline = mproc_test::Clock::now() + 2s; !fresh.empty();) {
-      const auto now_there = shm_entries();
-      std::erase_if(fresh, [&](const std::string& e) { return !now_there.count(e) || mapped_by_another_process(e); });
-      if (fresh.empty() || mproc_test::Clock::now() >= shm_deadline) break;
-      std::this_thread::sleep_for(50ms);
-    }
+    const std::vector<std::string> fresh = mproc_test::shm_left_since(shm_);
     for (auto& e : fresh) report += "  /dev/shm/" + e + "\n";
 
     if (report.empty()) return;

@@ -34,9 +34,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -319,6 +321,69 @@ inline std::size_t raw_zombies(pid_t parent = ::getpid()) {
   std::size_t n = 0;
   for (auto& c : raw_children(parent)) n += (c.state == 'Z');
   return n;
+}
+
+/// The names in /dev/shm.
+inline std::set<std::string> shm_entries() {
+  std::set<std::string> out;
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator("/dev/shm", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec))
+    out.insert(it->path().filename().string());
+  return out;
+}
+
+/// Whether a process other than this one maps /dev/shm/<name>. ctest runs two test processes at once
+/// (-j2), and a test, sample or benchmark running beside this one may hold a named segment of its own
+/// (a named SharedMemory test, sample 17, the Boost queue of bench_queue_throughput): not our leak.
+/// Ours would be mapped by nobody (our children are gone by then) or by this process only.
+inline bool shm_mapped_by_another_process(const std::string& name) {
+  const std::string needle = " /dev/shm/" + name;
+  const std::string self = std::to_string(::getpid());
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator("/proc", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    const std::string pid = it->path().filename().string();
+    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos || pid == self) continue;
+    std::ifstream maps(it->path() / "maps");
+    for (std::string line; std::getline(maps, line);)
+      if (line.size() >= needle.size() && line.compare(line.size() - needle.size(), needle.size(), needle) == 0)
+        return true;
+  }
+  return false;
+}
+
+/// The /dev/shm entries this process's test left behind since `before`: new ones that no other process
+/// maps and that are still there after up to `grace` (another test's short-lived file, planted and
+/// removed a moment later, is gone by then; a leak of ours stays). /dev/shm is shared with whatever
+/// ctest runs beside this test, so a plain before/after comparison would blame us for its entries.
+inline std::vector<std::string> shm_left_since(const std::set<std::string>& before, ms grace = ms(2000)) {
+  std::vector<std::string> fresh;
+  for (auto& e : shm_entries())
+    if (!before.count(e) && !shm_mapped_by_another_process(e)) fresh.push_back(e);
+  for (const auto deadline = Clock::now() + grace; !fresh.empty();) {
+    const auto now_there = shm_entries();
+    std::erase_if(fresh, [&](const std::string& e) { return !now_there.count(e) || shm_mapped_by_another_process(e); });
+    if (fresh.empty() || Clock::now() >= deadline) break;
+    std::this_thread::sleep_for(ms(50));
+  }
+  return fresh;
+}
+
+/// The /dev/shm names that pid maps or holds open (exact: read from its /proc/<pid>/maps and fd links).
+inline std::vector<std::string> shm_used_by(pid_t pid) {
+  std::vector<std::string> out;
+  const std::string proc = "/proc/" + std::to_string(pid);
+  std::ifstream maps(proc + "/maps");
+  for (std::string line; std::getline(maps, line);)
+    if (auto at = line.find("/dev/shm/"); at != std::string::npos) out.push_back(line.substr(at + 9));
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator(proc + "/fd", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    const auto target = std::filesystem::read_symlink(it->path(), ec).string();
+    if (!ec && target.rfind("/dev/shm/", 0) == 0) out.push_back(target.substr(9));
+  }
+  return out;
 }
 
 /// This process's open fds and what they point to (the directory's own fd excluded).
