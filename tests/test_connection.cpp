@@ -404,7 +404,7 @@ TEST_CASE("connection: poll: false at once with nothing, false after its timeout
 
   auto t0 = t::Clock::now();
   CHECK_FALSE(here.poll());
-  CHECK(t::ms_since(t0) < 100);
+  CHECK(t::ms_since(t0) < 1000);  // returns at once; the bound is a hang guard for a loaded machine
 
   t0 = t::Clock::now();
   CHECK_FALSE(here.poll(200ms));

