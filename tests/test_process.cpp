@@ -916,10 +916,10 @@ TEST_CASE("a parent killed by SIGKILL takes its daemon child down within 1 s", "
   auto st = h.proc.wait_for(10s);
   REQUIRE(st);
   CHECK((WIFSIGNALED(*st) && WTERMSIG(*st) == SIGKILL));
-  // The contract is 1 s (the daemon sees its lifeline pipe's EOF as the parent dies: 0.2-15 ms measured,
-  // two busy loops beside); the bound here is 5 s, a hang guard that a loaded machine does not cross.
+  // The contract is 1 s; the bound here is 2 s so a loaded 2-core machine does not fail it (the daemon
+  // sees its lifeline pipe's EOF as the parent dies: 0.2-15 ms measured with two busy loops beside).
   // The measured time is printed.
-  const bool ended = t::wait_until([&] { return t::is_ended(daemon); }, 5000ms);
+  const bool ended = t::wait_until([&] { return t::is_ended(daemon); }, 2000ms);
   const double took = t::ms_since(t0);
   WARN("daemon ended " << took << " ms after its parent was SIGKILLed");
   CHECK(ended);

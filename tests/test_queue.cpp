@@ -218,8 +218,9 @@ char proc_state(pid_t pid) {
   return st ? st->state : '?';
 }
 
-// The stop point of the mid-item chaos case's consumer: after chunk `at` of a streamed record, report
-// on reached_w and block on hold_r (never written) until SIGKILLed. Set in that child only.
+// The stop point of the two chaos cases that kill mid-item: installed as the queue's get chunk hook (in
+// the consumer child) or put chunk hook (in the producer child), it reports on reached_w after chunk
+// `at` of a streamed record and blocks on hold_r (never written) until SIGKILLed. Set in that child only.
 struct ChunkStop {
   std::size_t at;
   int reached_w;
@@ -837,11 +838,12 @@ TEST_CASE("queue chaos: producers SIGKILLed 50 times mid-stream never tear an it
   int killed = 0;
   for (int r = 0; r < kRounds; ++r) {
     const bool stopped = r % kStopEvery == 0;
-    const std::uint64_t stop_at = stopped ? rng() % 3 : ~std::uint64_t{0};
-    CAPTURE(r, stop_at);
+    constexpr std::uint64_t kNoStop = ~std::uint64_t{0};
+    const std::uint64_t stop_at = stopped ? rng() % 3 : kNoStop;
+    CAPTURE(r, stopped, stop_at);
     auto started = t::make_pipe(), reached = t::make_pipe(), hold = t::make_pipe();
     Process big([](Queue<Bytes> my_q, std::uint32_t tag, int started_w, std::uint64_t at, int reached_w, int hold_r) {
-      if (at != ~std::uint64_t{0}) {
+      if (at != kNoStop) {
         g_chunk_stop = {static_cast<std::size_t>(at), reached_w, hold_r};
         mproc::detail::set_queue_put_chunk_hook(&stop_at_chunk);
       }
@@ -981,9 +983,11 @@ TEST_CASE("queue chaos: a consumer SIGKILLed mid-way through a 64 MiB item and t
     t::ScopeExit cleanup_p([&] { t::kill_and_join(producer); });
 
     // The stop point: C1 is inside the ring's get of A, after chunk k, and stays there.
-    const std::string at_stop = t::read_n(reached.r.get(), 1, 60s);
-    const std::string c1_said = at_stop.empty() ? t::read_to_eof(done.r.get(), 10s) : "";
-    INFO("C1 never reached its stop point; its get of A " << (c1_said == "d" ? "returned A whole" : "did not return"));
+    // Bounded below the 50 s watchdog (A takes ~2 s): a C1 stuck before its stop fails with this message.
+    const std::string at_stop = t::read_n(reached.r.get(), 1, 30s);
+    const std::string c1_said = at_stop.empty() ? t::read_to_eof(done.r.get(), 5s) : "";
+    INFO("C1 never reached its stop point; after its get it reported '"
+         << c1_said << "' ('d': A whole, 'x': not A, nothing: no return)");
     REQUIRE(at_stop == "k");
     c1.kill();
     c1.join();

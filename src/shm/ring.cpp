@@ -25,8 +25,8 @@ constexpr u64 kMaxRecord = u64{1} << 40;  // 1 TiB: a sanity bound on a header r
 constexpr u64 kMaxReserve = u64{64} << 20;
 constexpr auto kSlice = std::chrono::milliseconds(100);
 
-// A test's stop points inside a streamed record (mproc/detail/test_hooks.hpp): one relaxed load per
-// chunk of a record larger than a chunk, nothing for the records that fit in one.
+// A test's stop points inside a streamed record (mproc/detail/test_hooks.hpp): one acquire load (a
+// plain move on x86) per chunk of a record larger than a chunk, nothing for records that fit in one.
 std::atomic<QueueChunkHook> g_get_chunk_hook{nullptr}, g_put_chunk_hook{nullptr};
 
 // RAII unlock for a robust mutex already acquired.
@@ -267,7 +267,7 @@ bool Ring::put(std::span<const std::byte> part1, std::span<const std::byte> part
     }
     wake(h_->data_seq, h_->data_sleepers);
     if (!last)
-      if (auto hook = g_put_chunk_hook.load(std::memory_order_relaxed)) hook(static_cast<std::size_t>(chunk));
+      if (auto hook = g_put_chunk_hook.load(std::memory_order_acquire)) hook(static_cast<std::size_t>(chunk));
     ++chunk;
     off += len;
     first = false;
@@ -371,7 +371,7 @@ std::optional<std::size_t> Ring::get(std::vector<std::byte>& buf, const posix::D
     if (is_last && got != total) corrupted("record shorter than announced");
     consume(tail, kChunkHeader + ch.len, is_last);
     if (is_last) return static_cast<std::size_t>(total);
-    if (auto hook = g_get_chunk_hook.load(std::memory_order_relaxed)) hook(static_cast<std::size_t>(chunk));
+    if (auto hook = g_get_chunk_hook.load(std::memory_order_acquire)) hook(static_cast<std::size_t>(chunk));
     ++chunk;
   }
 }
@@ -405,11 +405,11 @@ bool Ring::join(const posix::Deadline& d) {
 namespace mproc::detail {
 
 void set_queue_get_chunk_hook(QueueChunkHook hook) noexcept {
-  shm::g_get_chunk_hook.store(hook, std::memory_order_relaxed);
+  shm::g_get_chunk_hook.store(hook, std::memory_order_release);
 }
 
 void set_queue_put_chunk_hook(QueueChunkHook hook) noexcept {
-  shm::g_put_chunk_hook.store(hook, std::memory_order_relaxed);
+  shm::g_put_chunk_hook.store(hook, std::memory_order_release);
 }
 
 }  // namespace mproc::detail

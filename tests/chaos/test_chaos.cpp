@@ -140,7 +140,8 @@ int queue_kills() { return std::max(20, kills_per_kind() * 2); }
 //                               process's stacks; set here to kCaseBound + 10 s (130 s) unless the
 //                               environment sets it, so that it cannot fire on a slow but healthy case;
 //   kWatchdog (160 s)           aborts naming the seed, after the stacks have been printed;
-//   ctest's TIMEOUT (180 s)     tests/chaos/chaos.cmake: ends the executable, never reached first.
+//   ctest's TIMEOUT (180 s)     tests/chaos/chaos.cmake: ends the executable, never reached first with
+//                               the default kill count (a larger MPROC_CHAOS_KILLS needs --timeout).
 const std::chrono::seconds kCaseBound{120 * std::max(1, (kills_per_kind() + kDefaultKills - 1) / kDefaultKills)};
 const std::chrono::seconds kStackWatchdog = kCaseBound + 10s;
 const std::chrono::seconds kWatchdog = kCaseBound + 40s;

@@ -17,7 +17,9 @@ using QueueChunkHook = void (*)(std::size_t index) noexcept;
 
 /// Installs `hook` for gets in this process: called with the get lock held, after the chunk was copied
 /// out and consumed, before the next is looked for. Null (the default) removes it. Process-wide and
-/// inherited by forked children, so set it in the child that gets. Thread-safe (an atomic store).
+/// inherited by forked children, so set it in the child that gets. Thread-safe: a release store that
+/// the ring reads with acquire, so what the caller wrote before setting it is visible to the hook; a
+/// get already past its load may still call the previous hook once.
 MPROC_API void set_queue_get_chunk_hook(QueueChunkHook hook) noexcept;
 
 /// The same for puts: called with the put lock held, after the chunk was published to consumers and
